@@ -1,0 +1,1 @@
+"""latentpaint: inpainting in the latent space of a frozen autoencoder."""

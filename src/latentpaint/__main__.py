@@ -1,0 +1,5 @@
+import sys
+
+from latentpaint.cli import main
+
+sys.exit(main())
