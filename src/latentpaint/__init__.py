@@ -1,1 +1,18 @@
-"""latentpaint: inpainting in the latent space of a frozen autoencoder."""
+"""latentpaint: image inpainting in the latent space of a frozen autoencoder."""
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.models import InpaintingNetwork, create_generator, list_generators
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the inference stack pulls in more dependencies; load it only when asked for
+    if name == "Inpainter":
+        from latentpaint.inference.inpainter import Inpainter
+
+        return Inpainter
+    raise AttributeError(name)
+
+
+__all__ = ["Inpainter", "InpaintingNetwork", "LatentpaintError", "create_generator", "list_generators"]

@@ -1,0 +1,58 @@
+"""Mask control (thesis, after ControlNet): the mask enters the frozen encoder through zero convolutions.
+
+A small mask encoder produces one feature map per encoder stage; each passes through a 1x1 convolution
+whose weights and bias start at zero and is added to that stage's output. At initialisation the branch
+adds exactly nothing, so the frozen autoencoder's latent space is where training starts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latentpaint.models.ffc import Features
+from latentpaint.models.generator import stage_channels
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Sets every parameter of `module` to zero and returns it."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel_size: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel_size, stride, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class MaskControl(nn.Module):
+    """Mask encoder + zero-initialised injection convs, one per encoder stage of the generator."""
+
+    def __init__(self, ngf: int = 8, n_downsampling: int = 3, ratio_g: float = 0.75, max_features: int = 1024):
+        super().__init__()
+        self.config = dict(ngf=ngf, n_downsampling=n_downsampling, ratio_g=ratio_g, max_features=max_features)
+        channels = stage_channels(ngf, n_downsampling, max_features)
+        # 1x1 stem at full resolution, then one 3x3 stride-2 conv per downsampling, mirroring the encoder
+        self.mask_encoder = nn.ModuleList(
+            [_conv_bn_relu(1, channels[0], 1, 1)]
+            + [_conv_bn_relu(channels[k], channels[k + 1], 3, 2) for k in range(n_downsampling)]
+        )
+        self.zero_convs = nn.ModuleList([zero_module(nn.Conv2d(c, c, 1)) for c in channels])
+        # the last stage's output is split (local, global) like the FFC split of the encoder
+        self.global_channels = int(channels[-1] * ratio_g)
+
+    def forward(self, mask: torch.Tensor) -> list[torch.Tensor | Features]:
+        """Residuals to add to each encoder stage; the last one is a (local, global) pair."""
+        residuals: list[torch.Tensor | Features] = []
+        h = mask
+        for block, zero_conv in zip(self.mask_encoder, self.zero_convs):
+            h = block(h)
+            residuals.append(zero_conv(h))
+        last = residuals[-1]
+        n_local = last.shape[1] - self.global_channels
+        residuals[-1] = (last[:, :n_local], last[:, n_local:]) if self.global_channels else (last, 0)
+        return residuals

@@ -1,0 +1,73 @@
+"""The inpainting network: how the mask enters (alpha channel or mask control) and E -> R -> D."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from latentpaint.models.delta import DeltaRefiner
+from latentpaint.models.ffc import Features, map_features
+from latentpaint.models.generator import FFCResNetGenerator
+from latentpaint.models.mask_control import MaskControl
+from latentpaint.models.registry import create_generator
+
+MaskMode = Literal["alpha", "control"]
+
+
+class InpaintingNetwork(nn.Module):
+    """A LaMa generator plus the way the mask reaches it.
+
+    `alpha`: the masked image and the mask are stacked into 4 input channels (LaMa).
+    `control`: the 3-channel masked image goes to the encoder and the mask to a `MaskControl` branch.
+    With `delta`, the refiner's output is added to its input features (thesis appendix A).
+    State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`.
+    """
+
+    def __init__(self, arch: str = "thesis", mask_mode: MaskMode = "alpha", delta: bool = False, **overrides):
+        super().__init__()
+        if mask_mode not in ("alpha", "control"):
+            raise ValueError(f"mask_mode must be 'alpha' or 'control', not {mask_mode!r}")
+        overrides.setdefault("input_nc", 4 if mask_mode == "alpha" else 3)
+        self.generator: FFCResNetGenerator = create_generator(arch, **overrides)
+        self.config = dict(arch=arch, mask_mode=mask_mode, delta=delta, **overrides)
+        self.mask_mode, self.delta = mask_mode, delta
+        g = self.generator.config
+        self.mask_control = (
+            MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"]) if mask_mode == "control" else None
+        )
+
+    @staticmethod
+    def masked_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """LaMa's input convention: known pixels kept, missing pixels set to zero."""
+        return image * (1 - mask)
+
+    def encode(self, image: torch.Tensor, mask: torch.Tensor) -> Features:
+        """E(masked image), with the mask as 4th channel or through mask control."""
+        masked = self.masked_image(image, mask)
+        if self.mask_mode == "alpha":
+            return self.generator.encode(torch.cat([masked, mask], dim=1))
+        return self.generator.encode(masked, controls=self.mask_control(mask))
+
+    def refine(self, z: Features) -> Features:
+        """R(z), or z + R(z) for the delta refiner."""
+        refiner = self.generator.refiner
+        return DeltaRefiner(refiner)(z) if self.delta else refiner(z)
+
+    def decode(self, z: Features) -> torch.Tensor:
+        """D(z): features back to an image in [0, 1]."""
+        return self.generator.decoder(z)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Raw prediction D(R(E(...))) for the whole image; see `inpaint` for the composited result."""
+        return self.decode(self.refine(self.encode(image, mask)))
+
+    def inpaint(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Prediction inside the mask, the input everywhere else."""
+        return self(image, mask) * mask + image * (1 - mask)
+
+
+def latent_difference(a: Features, b: Features) -> Features:
+    """a - b, branch-wise: e.g. E(gt) - E(masked), the damage a mask does in latent space."""
+    return map_features(torch.sub, a, b)
