@@ -9,20 +9,32 @@ from torch import nn
 class NLayerDiscriminator(nn.Module):
     """PatchGAN with kernel 4 and LeakyReLU 0.2; returns (logits, features) for feature matching."""
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 4, norm_layer: type[nn.Module] = nn.BatchNorm2d):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        ndf: int = 64,
+        n_layers: int = 4,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+    ):
         super().__init__()
         self.config = dict(input_nc=input_nc, ndf=ndf, n_layers=n_layers)
         blocks: list[nn.Sequential] = [
             nn.Sequential(nn.Conv2d(input_nc, ndf, 4, stride=2, padding=2), nn.LeakyReLU(0.2, True))
         ]
         nf = ndf
-        for n in range(1, n_layers):
+        for _ in range(1, n_layers):
             prev, nf = nf, min(nf * 2, 512)
             blocks.append(
-                nn.Sequential(nn.Conv2d(prev, nf, 4, stride=2, padding=2), norm_layer(nf), nn.LeakyReLU(0.2, True))
+                nn.Sequential(
+                    nn.Conv2d(prev, nf, 4, stride=2, padding=2), norm_layer(nf), nn.LeakyReLU(0.2, True)
+                )
             )
         prev, nf = nf, min(nf * 2, 512)
-        blocks.append(nn.Sequential(nn.Conv2d(prev, nf, 4, stride=1, padding=2), norm_layer(nf), nn.LeakyReLU(0.2, True)))
+        blocks.append(
+            nn.Sequential(
+                nn.Conv2d(prev, nf, 4, stride=1, padding=2), norm_layer(nf), nn.LeakyReLU(0.2, True)
+            )
+        )
         blocks.append(nn.Sequential(nn.Conv2d(nf, 1, 4, stride=1, padding=2)))
         # LaMa registers the blocks as model0 .. modelN; keep the names so its discriminators load too
         for i, block in enumerate(blocks):

@@ -30,7 +30,9 @@ class FourierUnit(nn.Module):
         spec = torch.view_as_real(spec).permute(0, 1, 4, 2, 3)  # (B, C, 2, H, W//2+1)
         spec = spec.reshape(b, -1, h, spec.shape[-1])  # (B, 2C, H, W//2+1)
         spec = self.relu(self.bn(self.conv_layer(spec.to(x.dtype))))
-        spec = spec.reshape(b, -1, 2, h, spec.shape[-1]).permute(0, 1, 3, 4, 2).float()  # (B, C, H, W//2+1, 2)
+        spec = (
+            spec.reshape(b, -1, 2, h, spec.shape[-1]).permute(0, 1, 3, 4, 2).float()
+        )  # (B, C, H, W//2+1, 2)
         spec = torch.complex(spec[..., 0], spec[..., 1])
         return torch.fft.irfftn(spec, s=(h, w), dim=(-2, -1), norm=self.fft_norm).to(x.dtype)
 
@@ -38,7 +40,9 @@ class FourierUnit(nn.Module):
 class SpectralTransform(nn.Module):
     """Global branch of an FFC: reduce channels, Fourier unit (+ optional local Fourier unit), expand."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, enable_lfu: bool = True):
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, enable_lfu: bool = True
+    ):
         super().__init__()
         self.enable_lfu = enable_lfu
         self.downsample = nn.AvgPool2d(kernel_size=2, stride=2) if stride == 2 else nn.Identity()
@@ -97,7 +101,9 @@ class FFC(nn.Module):
         def conv(cin: int, cout: int) -> nn.Module:
             if cin == 0 or cout == 0:
                 return nn.Identity()
-            return nn.Conv2d(cin, cout, kernel_size, stride, padding, dilation, groups, bias, padding_mode=padding_type)
+            return nn.Conv2d(
+                cin, cout, kernel_size, stride, padding, dilation, groups, bias, padding_mode=padding_type
+            )
 
         self.convl2l = conv(in_cl, out_cl)
         self.convl2g = conv(in_cl, out_cg)

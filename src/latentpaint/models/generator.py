@@ -46,8 +46,13 @@ class FFCResNetGenerator(nn.Module):
             ratio_gout = ratio_g if i == n_downsampling - 1 else 0.0
             layers.append(
                 FFC_BN_ACT(
-                    min(max_features, ngf * 2**i), min(max_features, ngf * 2 ** (i + 1)),
-                    kernel_size=3, stride=2, padding=1, ratio_gout=ratio_gout, enable_lfu=False,
+                    min(max_features, ngf * 2**i),
+                    min(max_features, ngf * 2 ** (i + 1)),
+                    kernel_size=3,
+                    stride=2,
+                    padding=1,
+                    ratio_gout=ratio_gout,
+                    enable_lfu=False,
                 )  # fmt: skip
             )
         self.latent_channels = min(max_features, ngf * 2**n_downsampling)

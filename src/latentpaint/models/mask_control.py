@@ -32,7 +32,9 @@ def _conv_bn_relu(cin: int, cout: int, kernel_size: int, stride: int) -> nn.Sequ
 class MaskControl(nn.Module):
     """Mask encoder + zero-initialised injection convs, one per encoder stage of the generator."""
 
-    def __init__(self, ngf: int = 8, n_downsampling: int = 3, ratio_g: float = 0.75, max_features: int = 1024):
+    def __init__(
+        self, ngf: int = 8, n_downsampling: int = 3, ratio_g: float = 0.75, max_features: int = 1024
+    ):
         super().__init__()
         self.config = dict(ngf=ngf, n_downsampling=n_downsampling, ratio_g=ratio_g, max_features=max_features)
         channels = stage_channels(ngf, n_downsampling, max_features)

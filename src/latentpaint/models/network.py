@@ -35,7 +35,9 @@ class InpaintingNetwork(nn.Module):
         self.mask_mode, self.delta = mask_mode, delta
         g = self.generator.config
         self.mask_control = (
-            MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"]) if mask_mode == "control" else None
+            MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"])
+            if mask_mode == "control"
+            else None
         )
 
     @staticmethod

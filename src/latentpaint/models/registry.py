@@ -18,19 +18,25 @@ def register_generator(fn: Callable[..., FFCResNetGenerator]) -> Callable[..., F
 @register_generator
 def big_lama(**overrides) -> FFCResNetGenerator:
     """LaMa's released big-lama: 18 FFC blocks, 50,975,875 parameters."""
-    return FFCResNetGenerator(**{**dict(input_nc=4, ngf=64, n_downsampling=3, n_blocks=18, ratio_g=0.75), **overrides})
+    return FFCResNetGenerator(
+        **{**dict(input_nc=4, ngf=64, n_downsampling=3, n_blocks=18, ratio_g=0.75), **overrides}
+    )
 
 
 @register_generator
 def lama_fourier(**overrides) -> FFCResNetGenerator:
     """LaMa-Fourier: big-lama with 9 FFC blocks, 27,048,835 parameters."""
-    return FFCResNetGenerator(**{**dict(input_nc=4, ngf=64, n_downsampling=3, n_blocks=9, ratio_g=0.75), **overrides})
+    return FFCResNetGenerator(
+        **{**dict(input_nc=4, ngf=64, n_downsampling=3, n_blocks=9, ratio_g=0.75), **overrides}
+    )
 
 
 @register_generator
 def thesis(**overrides) -> FFCResNetGenerator:
     """The thesis experiments' generator: LaMa-Fourier at ngf 8 (about 0.43 M parameters)."""
-    return FFCResNetGenerator(**{**dict(input_nc=4, ngf=8, n_downsampling=3, n_blocks=9, ratio_g=0.75), **overrides})
+    return FFCResNetGenerator(
+        **{**dict(input_nc=4, ngf=8, n_downsampling=3, n_blocks=9, ratio_g=0.75), **overrides}
+    )
 
 
 def list_generators() -> list[str]:
