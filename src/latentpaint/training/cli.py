@@ -1,0 +1,92 @@
+"""`latentpaint train autoencoder|inpainting`: both training stages from a preset plus overrides."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from latentpaint.errors import LatentpaintError
+
+STAGES = ("autoencoder", "inpainting")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train stage 1 (autoencoder) or stage 2 (inpainting)",
+        description="Stage 1: `latentpaint train autoencoder --config autoencoder`. "
+        "Stage 2: `latentpaint train inpainting --config latent-control --autoencoder runs/autoencoder/checkpoints/last.ckpt`.",
+    )
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument(
+        "--config", help="preset name (see --list) or YAML path; default: autoencoder / latent-control"
+    )
+    p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
+    p.add_argument("--out", help="run folder (default runs/<config name>)")
+    p.add_argument("--autoencoder", help="stage-1 checkpoint (sets `autoencoder`)")
+    p.add_argument("--data", help="training images: a folder or 'builtin' (sets data.train)")
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.size=128"
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        help="continue from a checkpoint (default: <out>/checkpoints/last.ckpt)",
+    )
+    p.add_argument("--accelerator", help="cpu, gpu, auto, ... (Lightning)")
+    p.add_argument("--devices", help="number of devices or 'auto' (Lightning)")
+    p.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (Lightning)")
+    p.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (Lightning)")
+    p.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
+    """(config, run folder, checkpoint to resume from) for the parsed command line."""
+    from latentpaint.inference.checkpoints import read_training_checkpoint
+    from latentpaint.training.config import apply_overrides, load_preset
+    from latentpaint.training.runner import last_checkpoint
+
+    name = args.config or ("autoencoder" if args.stage == "autoencoder" else "latent-control")
+    out = Path(args.out or Path("runs") / Path(name).stem)
+    resume = None
+    if args.resume:
+        resume = last_checkpoint(out) if args.resume == "last" else Path(args.resume)
+        if args.resume != "last" and not args.out:
+            out = resume.parent.parent
+        # a checkpoint carries its run's configuration: resuming never depends on today's flags
+        config, _ = read_training_checkpoint(resume)
+    else:
+        config = load_preset(name)
+        sets = list(args.set)
+        if args.autoencoder:
+            sets.append(f"autoencoder={args.autoencoder}")
+        if args.data:
+            sets.append(f"data.train={args.data}")
+        config = apply_overrides(config, sets)
+    for flag, key in (
+        ("accelerator", "accelerator"),
+        ("devices", "devices"),
+        ("num_nodes", "num_nodes"),
+        ("strategy", "strategy"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:  # hardware may change between runs of the same config
+            config["trainer"][key] = int(value) if key == "devices" and str(value).isdigit() else value
+    if (config["stage"] == "autoencoder") != (args.stage == "autoencoder"):
+        raise LatentpaintError(f"config {name!r} is a {config['stage']} config, not for `train {args.stage}`")
+    return config, out, resume
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        from latentpaint.training.config import list_presets
+
+        print("\n".join(list_presets()))
+        return 0
+    from latentpaint.training.runner import train
+
+    config, out, resume = resolve_config(args)
+    final = train(config, out, resume)
+    print(f"checkpoint: {final}")
+    return 0

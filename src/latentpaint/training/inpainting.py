@@ -1,0 +1,186 @@
+"""Stage 2: train the refiner (and the mask path) on top of the stage-1 autoencoder.
+
+The switches are explicit constructor-config entries, not branches on a whole config tree:
+mask mode (alpha | control), loss mode (pixel | latent | both), which parts are frozen, and the
+optional LaMa losses (adversarial + R1, feature matching, perceptual).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.inference.checkpoints import read_training_checkpoint, strip_prefix
+from latentpaint.losses.adversarial import discriminator_loss, feature_matching_loss, generator_loss
+from latentpaint.losses.latent import latent_l1
+from latentpaint.losses.perceptual import PerceptualLoss
+from latentpaint.losses.pixel import masked_l1
+from latentpaint.models.discriminator import NLayerDiscriminator
+from latentpaint.models.generator import FFCResNetGenerator
+from latentpaint.models.network import InpaintingNetwork
+
+
+def init_from_autoencoder(network: InpaintingNetwork, autoencoder: FFCResNetGenerator) -> None:
+    """Copies the stage-1 encoder and decoder into `network`; the refiner keeps its fresh initialisation.
+
+    An alpha-mode stem has a 4th input channel for the mask: its weights start at zero, so at step 0
+    the encoder computes exactly the stage-1 features of the masked image.
+    """
+    g = network.generator
+    if {k: v for k, v in g.config.items() if k != "input_nc"} != {
+        k: v for k, v in autoencoder.config.items() if k != "input_nc"
+    }:
+        raise LatentpaintError(
+            f"the stage-1 autoencoder ({autoencoder.config}) does not match the generator to train ({g.config})"
+        )
+    refiner_keys = {f"{g.n_encoder_layers + i}." for i in range(g.n_blocks)}
+    own = g.model.state_dict()
+    with torch.no_grad():
+        for key, value in autoencoder.model.state_dict().items():
+            if key.split(".", 1)[0] + "." in refiner_keys:
+                continue
+            if own[key].shape != value.shape:  # the stem of an alpha-mode generator: (ngf, 4, 7, 7)
+                own[key].zero_()
+                own[key][:, : value.shape[1]] = value
+            else:
+                own[key].copy_(value)
+
+
+class InpaintingSystem(L.LightningModule):
+    """Combines the inpainting network with its losses; manual optimisation for the optional GAN."""
+
+    def __init__(self, config: dict, autoencoder_state: dict | None = None, restoring: bool = False):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = config
+        m, loss = config["model"], config["loss"]
+        if loss["mode"] not in ("pixel", "latent", "both"):
+            raise LatentpaintError(f"loss.mode must be pixel, latent or both, not {loss['mode']!r}")
+        self.use_latent = loss["mode"] in ("latent", "both")
+        self.use_pixel = loss["mode"] in ("pixel", "both")
+        self.network = InpaintingNetwork(m["arch"], m["mask_mode"], m["delta"], **m["overrides"])
+
+        # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
+        autoencoder = FFCResNetGenerator(**{**self.network.generator.config, "input_nc": 3})
+        if autoencoder_state is not None:
+            autoencoder.load_state_dict(autoencoder_state)
+            init_from_autoencoder(self.network, autoencoder)
+        elif (m["freeze_autoencoder"] or self.use_latent) and not restoring:
+            raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
+        self.target_encoder = autoencoder.encoder.requires_grad_(False) if self.use_latent else None
+
+        self.frozen = self._freeze()
+        self.discriminator = NLayerDiscriminator() if loss["adversarial"] > 0 else None
+        self.perceptual = (
+            PerceptualLoss(loss["perceptual_backbone"], loss["perceptual_weights"])
+            if loss["perceptual"] > 0
+            else None
+        )
+        self.automatic_optimization = False
+
+    def _freeze(self) -> list[nn.Module]:
+        """Fixes what must not train; returns the modules that must stay in eval mode (BN statistics)."""
+        m, g = self.config["model"], self.network.generator
+        frozen: list[nn.Module] = []
+        if m["freeze_autoencoder"]:
+            stem = g.model[1]
+            frozen += [layer for layer in g.encoder if not (m["train_first_conv"] and layer is stem)]
+            frozen += list(g.decoder)
+        elif not self.use_pixel:
+            frozen += list(g.decoder)  # nothing reaches the decoder without a pixel loss
+        if self.target_encoder is not None:
+            frozen.append(self.target_encoder)
+        for module in frozen:
+            module.requires_grad_(False).eval()
+        return frozen
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()  # BatchNorm statistics of frozen parts never move
+        return self
+
+    # -- one optimisation step ------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        image, mask = batch["image"], batch["mask"]
+        cfg = self.config["loss"]
+        opts = self.optimizers()
+        opt_g, opt_d = (
+            (opts if isinstance(opts, list) else (opts, None)) if self.discriminator else (opts, None)
+        )
+
+        z = self.network.refine(self.network.encode(image, mask))
+        logs: dict[str, torch.Tensor] = {}
+        total = image.new_zeros(())
+        if self.use_latent:
+            with torch.no_grad():
+                target = self.target_encoder(image)
+            logs["latent_l1"] = latent_l1(z, target)
+            total = total + cfg["latent_weight"] * logs["latent_l1"]
+        pred = None
+        if self.use_pixel:  # only pixel-side losses ever run the decoder
+            pred = self.network.decode(z)
+            logs["l1"] = masked_l1(pred, image, mask, cfg["l1_known"], cfg["l1_missing"])
+            total = total + logs["l1"]
+            if self.perceptual is not None:
+                logs["perceptual"] = self.perceptual(pred, image)
+                total = total + cfg["perceptual"] * logs["perceptual"]
+            if self.discriminator is not None:
+                self.discriminator.requires_grad_(False)
+                fake_logits, fake_features = self.discriminator(pred)
+                logs["adv_g"] = generator_loss(fake_logits)
+                total = total + cfg["adversarial"] * logs["adv_g"]
+                if cfg["feature_matching"] > 0:
+                    with torch.no_grad():
+                        _, real_features = self.discriminator(image)
+                    logs["feature_matching"] = feature_matching_loss(fake_features, real_features)
+                    total = total + cfg["feature_matching"] * logs["feature_matching"]
+                self.discriminator.requires_grad_(True)
+
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        opt_g.step()
+
+        if self.discriminator is not None and pred is not None:
+            real = image.detach().requires_grad_(cfg["gp_coef"] > 0)
+            real_logits, _ = self.discriminator(real)
+            fake_logits, _ = self.discriminator(pred.detach())
+            d_loss = discriminator_loss(
+                real_logits, fake_logits, real, mask, cfg["gp_coef"], cfg["mask_as_fake_target"]
+            )
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            # the raw torch optimizer: Lightning counts every LightningOptimizer.step in global_step, and
+            # max_steps must mean the same number of iterations for every preset
+            opt_d.optimizer.step()
+            logs["adv_d"] = d_loss.detach()
+
+        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)
+        self.log("train/loss", total.detach(), prog_bar=True)
+        return {"loss": total.detach()}
+
+    def configure_optimizers(self):
+        o = self.config["optim"]
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        opt_g = torch.optim.Adam(params, lr=o["lr"])
+        if self.discriminator is None:
+            return opt_g
+        return [opt_g, torch.optim.Adam(self.discriminator.parameters(), lr=o["lr_d"])]
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+
+def load_autoencoder_state(path: str) -> dict:
+    """The stage-1 generator weights from a `latentpaint train autoencoder` checkpoint."""
+    config, state = read_training_checkpoint(path)
+    if config.get("stage") != "autoencoder":
+        raise LatentpaintError(
+            f"{path} is not a stage-1 autoencoder checkpoint (stage: {config.get('stage')})"
+        )
+    return strip_prefix(state, "generator.")
+
+
+__all__ = ["InpaintingSystem", "init_from_autoencoder", "load_autoencoder_state"]

@@ -1,0 +1,96 @@
+"""Builds the Lightning Trainer for either stage and runs it: logging, checkpoints, resume, DDP."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from latentpaint.data.datamodule import InpaintingDataModule
+from latentpaint.errors import LatentpaintError
+from latentpaint.training.autoencoder import AutoencoderSystem
+from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, StepTimer
+from latentpaint.training.config import save_config
+from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def last_checkpoint(out_dir: Path) -> Path:
+    return Path(out_dir) / CHECKPOINT_DIR / LAST
+
+
+def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
+    if config["stage"] == "autoencoder":
+        return AutoencoderSystem(config)
+    autoencoder = config.get("autoencoder")
+    state = load_autoencoder_state(autoencoder) if autoencoder and not restoring else None
+    return InpaintingSystem(config, state, restoring=restoring)
+
+
+def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
+    """Trains one run into `out_dir`; returns the final checkpoint path."""
+    # Lightning's start-up banner (accelerator lines, cloud tips) buries our own output
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    out_dir = Path(out_dir)
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    ckpt_path = None
+    if resume is not None:
+        ckpt_path = Path(resume)
+        if not ckpt_path.is_file():
+            raise LatentpaintError(f"nothing to resume: {ckpt_path} does not exist")
+    system = build_system(config, restoring=ckpt_path is not None)
+    if config["loss"]["adversarial"] > 0 and str(config["trainer"]["precision"]).startswith("16"):
+        raise LatentpaintError(
+            "GAN presets train in 32-true or bf16-mixed precision, not fp16 (no loss scaler for D)"
+        )
+    d, t = config["data"], config["trainer"]
+    data = InpaintingDataModule(
+        train=d["train"], size=d["size"], batch_size=d["batch_size"], num_workers=d["num_workers"],
+        mask_preset=d["mask_preset"], seed=config["seed"], max_steps=t["max_steps"],
+    )  # fmt: skip
+    timer = StepTimer(out_dir, d["batch_size"])
+    checkpoints = ModelCheckpoint(
+        dirpath=out_dir / CHECKPOINT_DIR,
+        filename="step{step:06d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=t["checkpoint_every_n_steps"],
+        save_top_k=1,
+        monitor="step",
+        mode="max",
+        save_last=True,
+    )
+    trainer = L.Trainer(
+        default_root_dir=out_dir,
+        max_steps=t["max_steps"],
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        num_nodes=t["num_nodes"],
+        strategy=t["strategy"],
+        precision=t["precision"],
+        logger=CSVLogger(out_dir, name="logs", version=""),
+        callbacks=[checkpoints, timer, FiniteLossGuard()],
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=t["log_every_n_steps"],
+        enable_progress_bar=t["progress_bar"],
+        enable_model_summary=False,
+        use_distributed_sampler=False,  # our sampler is already rank-aware and resumable
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    if trainer.is_global_zero:
+        save_config(config, out_dir / "config.yaml")
+    trainer.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    final = last_checkpoint(out_dir)
+    trainer.save_checkpoint(final, weights_only=False)
+    return final
+
+
+def is_ddp_child() -> bool:
+    """True inside the worker processes Lightning's DDP launcher starts."""
+    return "LOCAL_RANK" in os.environ and os.environ.get("LOCAL_RANK") != "0"

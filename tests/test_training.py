@@ -1,0 +1,216 @@
+"""Both training stages at 64 px on the built-in photos: presets, freezing, gradients, resume."""
+
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from latentpaint.cli import main
+from latentpaint.errors import LatentpaintError
+from latentpaint.inference.checkpoints import load_torch_file, read_training_checkpoint
+from latentpaint.training.config import apply_overrides, list_presets, load_preset
+from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
+from latentpaint.training.runner import train
+
+FAST = [
+    "data.size=64",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "trainer.progress_bar=false",
+    "trainer.accelerator=cpu",
+]
+STAGE2 = [p for p in list_presets() if p != "autoencoder"]
+
+
+def config_for(preset: str, *sets: str) -> dict:
+    return apply_overrides(load_preset(preset), [*FAST, *sets])
+
+
+@pytest.fixture(scope="module")
+def autoencoder_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ae")
+    return str(train(config_for("autoencoder", "trainer.max_steps=2"), out))
+
+
+def test_presets_cover_the_thesis_rows():
+    assert set(STAGE2) >= {
+        "pixel-alpha", "pixel-control", "latent-alpha", "latent-control",
+        "lama-full", "lama-full-framework", "latent-control-delta",
+    }  # fmt: skip
+    assert load_preset("latent-control-delta")["model"]["delta"] is True  # `base:` chains resolve
+    assert load_preset("lama-full-framework")["loss"]["latent_weight"] == pytest.approx(1e-3)
+
+
+def test_unknown_config_key_is_an_error():
+    with pytest.raises(LatentpaintError, match="data.sise"):
+        apply_overrides(load_preset("latent-control"), ["data.sise=64"])
+
+
+def test_autoencoder_checkpoint_holds_generator_and_config(autoencoder_ckpt):
+    config, state = read_training_checkpoint(autoencoder_ckpt)
+    assert config["stage"] == "autoencoder"
+    assert state["generator.model.1.ffc.convl2l.weight"].shape == (8, 3, 7, 7)
+    assert load_torch_file(autoencoder_ckpt)["global_step"] == 2
+
+
+@pytest.mark.parametrize("preset", STAGE2)
+def test_every_preset_trains_two_steps(preset, autoencoder_ckpt, tmp_path):
+    cfg = config_for(
+        preset, "trainer.max_steps=2", f"autoencoder={autoencoder_ckpt}", "loss.perceptual_weights=random"
+    )
+    final = train(cfg, tmp_path)
+    ckpt = load_torch_file(final)
+    assert ckpt["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "timing.json").is_file()
+
+
+def frozen_state(system: InpaintingSystem) -> dict[str, torch.Tensor]:
+    g = system.network.generator
+    keep = [f"{i}." for i in range(g.n_encoder_layers)] + [
+        f"{i}." for i in range(g.n_encoder_layers + g.n_blocks, len(g.model))
+    ]
+    return {k: v.clone() for k, v in g.model.state_dict().items() if k.startswith(tuple(keep))}
+
+
+@pytest.mark.parametrize("preset", ["latent-control", "pixel-control"])
+def test_frozen_autoencoder_is_bit_identical_after_training(preset, autoencoder_ckpt, tmp_path):
+    cfg = config_for(preset, "trainer.max_steps=3", f"autoencoder={autoencoder_ckpt}")
+    stage1 = load_autoencoder_state(autoencoder_ckpt)
+    final = train(cfg, tmp_path)
+    _, state = read_training_checkpoint(final)
+    compared = 0
+    for key, value in stage1.items():
+        index = int(key.split(".")[1])
+        if 5 <= index < 14:  # refiner blocks (thesis: 9 blocks after 2 + 3 encoder layers)
+            continue
+        trained = state[f"network.generator.{key}"]
+        assert torch.equal(trained, value), f"{key} moved"  # weights and BN running stats alike
+        compared += 1
+    assert compared > 20
+    # and the refiner did learn
+    assert not torch.equal(
+        state["network.generator.model.5.conv1.ffc.convl2l.weight"],
+        stage1["model.5.conv1.ffc.convl2l.weight"],
+    )
+
+
+def grads_after_one_step(preset: str, autoencoder_ckpt: str) -> set[str]:
+    cfg = config_for(preset, f"autoencoder={autoencoder_ckpt}")
+    system = InpaintingSystem(cfg, load_autoencoder_state(autoencoder_ckpt)).train()
+    image, mask = torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)
+    mask[:, :, 16:40, 16:48] = 1
+    z = system.network.refine(system.network.encode(image, mask))
+    from latentpaint.losses.latent import latent_l1
+
+    latent_l1(z, system.target_encoder(image)).backward()
+    return {n for n, p in system.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_latent_loss_gradient_reaches_only_refiner_and_mask_control(autoencoder_ckpt):
+    names = grads_after_one_step("latent-control", autoencoder_ckpt)
+    assert names and all(n.startswith(("network.mask_control.", "network.generator.model.")) for n in names)
+    layers = {int(n.split(".")[3]) for n in names if n.startswith("network.generator.model.")}
+    assert layers == set(range(5, 14))  # the nine FFC blocks, nothing of E or D
+    assert any(n.startswith("network.mask_control.zero_convs") for n in names)
+
+
+def test_latent_alpha_trains_stem_and_refiner_only(autoencoder_ckpt):
+    names = grads_after_one_step("latent-alpha", autoencoder_ckpt)
+    layers = {int(n.split(".")[3]) for n in names}
+    assert layers == {1} | set(range(5, 14))
+
+
+def test_latent_training_never_runs_the_decoder(autoencoder_ckpt, tmp_path, monkeypatch):
+    from latentpaint.models.network import InpaintingNetwork
+
+    def fail(*_):
+        raise AssertionError("decoder ran during latent-loss training")
+
+    monkeypatch.setattr(InpaintingNetwork, "decode", fail)
+    train(config_for("latent-control", "trainer.max_steps=2", f"autoencoder={autoencoder_ckpt}"), tmp_path)
+
+
+def test_frozen_preset_without_autoencoder_is_a_clear_error(tmp_path):
+    with pytest.raises(LatentpaintError, match="--autoencoder"):
+        train(config_for("latent-control", "trainer.max_steps=1"), tmp_path)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopAt(L.Callback):
+    """Dies at the start of the step after `step`, once that step's checkpoint is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise Interrupted
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_path, monkeypatch):
+    sets = ["trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2", f"autoencoder={autoencoder_ckpt}"]
+    straight = train(config_for("latent-control", *sets), tmp_path / "a")
+
+    import latentpaint.training.runner as runner
+
+    original = runner.FiniteLossGuard
+    monkeypatch.setattr(runner, "FiniteLossGuard", lambda: StopAt(2))
+    cfg = config_for("latent-control", *sets)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "b")
+    monkeypatch.setattr(runner, "FiniteLossGuard", original)
+    saved = sorted((tmp_path / "b" / "checkpoints").glob("step*.ckpt"))
+    assert saved and load_torch_file(saved[-1])["global_step"] == 2
+    resumed = train(cfg, tmp_path / "b", resume=saved[-1])
+
+    a, b = load_torch_file(straight), load_torch_file(resumed)
+    assert b["global_step"] == 4
+    worst = max(
+        (a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"]
+    )
+    assert worst <= 1e-6
+
+
+def test_non_finite_loss_stops_with_step_in_message(autoencoder_ckpt, tmp_path, capsys):
+    code = main(
+        ["train", "inpainting", "--config", "latent-control", "--autoencoder", autoencoder_ckpt, "--out", str(tmp_path),
+         "--set", *FAST, "trainer.max_steps=3", "loss.latent_weight=.nan"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "step" in err[0] and "nan" in err[0]
+
+
+def test_cli_resume_continues_from_last_checkpoint(autoencoder_ckpt, tmp_path, capsys):
+    args = [
+        "train",
+        "inpainting",
+        "--config",
+        "latent-control",
+        "--autoencoder",
+        autoencoder_ckpt,
+        "--out",
+        str(tmp_path),
+    ]
+    assert main([*args, "--set", *FAST, "trainer.max_steps=2"]) == 0
+    assert main(["train", "inpainting", "--out", str(tmp_path), "--resume"]) == 0
+    # the run was already complete: resuming keeps it at its step, and the config came from the checkpoint
+    assert load_torch_file(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(autoencoder_ckpt, tmp_path):
+    cmd = [
+        sys.executable, "-m", "latentpaint", "train", "inpainting", "--config", "latent-control",
+        "--autoencoder", autoencoder_ckpt, "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2",
+        "--strategy", "ddp", "--set", *FAST, "trainer.max_steps=2",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt = load_torch_file(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 2
