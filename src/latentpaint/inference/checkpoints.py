@@ -1,0 +1,195 @@
+"""The one place that reads and writes weights.
+
+Nothing here ever unpickles arbitrary objects: torch files are read with `weights_only=True` and
+released weights are safetensors, so opening a checkpoint cannot run code from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentpaint.errors import LatentpaintError
+
+
+def atomic_write(path: Path, write) -> None:
+    """Calls `write(tmp_path)` and renames the result onto `path`, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_torch_file(path: str | Path) -> dict[str, Any]:
+    """torch.load with weights_only=True and one-line errors for missing, truncated or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise LatentpaintError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "unsupported object"
+        if "GLOBAL" in str(exc) or "global" in str(exc).lower():
+            raise LatentpaintError(
+                f"refusing to load {path}: it carries pickled Python objects that could run code ({detail}); "
+                "only plain tensors and containers are accepted"
+            ) from None
+        raise LatentpaintError(f"cannot read checkpoint {path}: {detail}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LatentpaintError(
+            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {detail}"
+        ) from None
+    if not isinstance(data, dict):
+        raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")
+    return data
+
+
+def read_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(run config, Lightning state dict) from a latentpaint training checkpoint."""
+    ckpt = load_torch_file(path)
+    config = (ckpt.get("hyper_parameters") or {}).get("config")
+    if not isinstance(config, dict) or "state_dict" not in ckpt:
+        raise LatentpaintError(
+            f"{path} is not a latentpaint training checkpoint (no config or state_dict in it)"
+        )
+    return config, ckpt["state_dict"]
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix`, with it removed (e.g. 'generator.' of a LaMa checkpoint)."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+# -- release folders: config.json + model.safetensors (diffusers-style) ---------------------------------
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def network_from_config(config: dict):
+    """An untrained `InpaintingNetwork` with the architecture a release/run config describes."""
+    from latentpaint.models.network import InpaintingNetwork
+
+    try:
+        return InpaintingNetwork(
+            config["arch"],
+            config["mask_mode"],
+            bool(config.get("delta", False)),
+            **config.get("overrides", {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LatentpaintError(f"invalid model config {config}: {exc}") from None
+
+
+def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """load_state_dict(strict=True) with one sentence when the architectures differ."""
+    result = network.state_dict()
+    missing = sorted(set(result) - set(state))
+    unexpected = sorted(set(state) - set(result))
+    wrong = sorted(k for k in set(result) & set(state) if tuple(result[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(result[k].shape)})"
+            )
+        raise LatentpaintError(f"{source} holds weights of another architecture: {'; '.join(parts)} keys")
+    network.load_state_dict(state, strict=True)
+
+
+def release_config(network, **extra) -> dict:
+    """What `config.json` records: the network's constructor arguments plus provenance (preset, ...)."""
+    config = dict(network.config)
+    overrides = {k: v for k, v in config.items() if k not in ("arch", "mask_mode", "delta")}
+    return {
+        "arch": config["arch"],
+        "mask_mode": config["mask_mode"],
+        "delta": config["delta"],
+        "overrides": overrides,
+        **extra,
+    }
+
+
+def save_release(network, out_dir: str | Path, **extra) -> Path:
+    """Writes `config.json` + `model.safetensors` into `out_dir` (atomically, file by file)."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    atomic_write(out_dir / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    text = json.dumps(release_config(network, **extra), indent=2)
+    atomic_write(out_dir / CONFIG_NAME, lambda p: p.write_text(text))
+    return out_dir
+
+
+def load_release(folder: str | Path):
+    """An `InpaintingNetwork` from a release folder written by `save_release`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LatentpaintError(f"cannot read {folder / CONFIG_NAME}: {exc}") from None
+    try:
+        state = load_file(str(folder / WEIGHTS_NAME))
+    except (OSError, SafetensorError) as exc:
+        raise LatentpaintError(
+            f"cannot read {folder / WEIGHTS_NAME} (truncated or not safetensors): {exc}"
+        ) from None
+    network = network_from_config(config)
+    load_state_strict(network, state, folder / WEIGHTS_NAME)
+    return network
+
+
+def load_training_network(path: str | Path):
+    """The `InpaintingNetwork` of a stage-2 training checkpoint."""
+    config, state = read_training_checkpoint(path)
+    if config.get("stage") != "inpainting":
+        raise LatentpaintError(
+            f"{path} is a {config.get('stage')} checkpoint; inpainting needs a stage-2 (inpainting) one"
+        )
+    m = config["model"]
+    network = network_from_config(
+        {"arch": m["arch"], "mask_mode": m["mask_mode"], "delta": m["delta"], "overrides": m["overrides"]}
+    )
+    load_state_strict(network, strip_prefix(state, "network."), path)
+    return network
+
+
+def load_network(path: str | Path):
+    """Any supported model: a release folder, a training checkpoint (.ckpt) or an official LaMa folder."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file():
+            return load_release(path)
+        if (path / "models" / "best.ckpt").is_file() or (path / "config.yaml").is_file():
+            from latentpaint.inference.lama import load_lama_folder
+
+            return load_lama_folder(path)
+        raise LatentpaintError(
+            f"{path} holds no model: expected {WEIGHTS_NAME} + {CONFIG_NAME} (latentpaint release) "
+            "or config.yaml + models/best.ckpt (official LaMa)"
+        )
+    if path.is_file():
+        return load_training_network(path)
+    raise LatentpaintError(f"model {path} does not exist")

@@ -1,0 +1,121 @@
+"""`Inpainter`: the user-facing Python API. Pads, predicts, crops back, and keeps known pixels exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.models.network import InpaintingNetwork
+from latentpaint.viz.latent import latent_damage
+
+
+def pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
+    """Pads bottom/right to a multiple of `multiple` by mirroring (numpy 'symmetric', as LaMa)."""
+    h, w = array.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return array
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2)
+    # 'symmetric' cannot mirror more than the image has (1-px images): repeat until it fits
+    while ph > array.shape[0] or pw > array.shape[1]:
+        array = np.pad(
+            array, [(0, min(ph, array.shape[0])), (0, min(pw, array.shape[1]))] + pad[2:], mode="symmetric"
+        )
+        ph, pw = (-array.shape[0]) % multiple, (-array.shape[1]) % multiple
+        pad = [(0, ph), (0, pw)] + pad[2:]
+    return np.pad(array, pad, mode="symmetric")
+
+
+def to_rgb_array(image) -> np.ndarray:
+    """PIL image or uint8 array (H, W[, C]) -> uint8 (H, W, 3)."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise LatentpaintError(f"images must be uint8 arrays or PIL images, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise LatentpaintError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    return np.ascontiguousarray(array[..., :3])
+
+
+def to_mask_array(mask) -> np.ndarray:
+    """PIL image or array -> float32 (H, W) with 1 where any grey level > 0 (to be filled)."""
+    if isinstance(mask, Image.Image):
+        mask = np.asarray(mask.convert("L"))
+    array = np.asarray(mask)
+    if array.ndim == 3:
+        array = array.max(axis=2)
+    if array.ndim != 2:
+        raise LatentpaintError(f"mask must be (H, W) or (H, W, C), got {array.shape}")
+    return (array > 0).astype(np.float32)
+
+
+class Inpainter:
+    """Fills masked regions of images with an `InpaintingNetwork`.
+
+    Accepts PIL images or uint8 arrays of any size; returns the same kind, same size, with every pixel
+    outside the mask exactly the input's.
+    """
+
+    def __init__(
+        self, network: InpaintingNetwork, device: str | torch.device = "cpu", optimize: bool = False
+    ):
+        self.device = torch.device(device)
+        self.network = network.eval().to(self.device)
+        self.optimized = optimize
+        if optimize:
+            from latentpaint.inference.optimize import optimize_for_inference
+
+            self.network = optimize_for_inference(self.network)
+        self.multiple = 2**network.generator.n_downsampling
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", optimize: bool = False
+    ) -> Inpainter:
+        """Loads a release folder, a training checkpoint or an official LaMa folder."""
+        from latentpaint.inference.checkpoints import load_network
+
+        return cls(load_network(path), device=device, optimize=optimize)
+
+    def _tensors(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        image_p = pad_to_multiple(image, self.multiple)
+        mask_p = pad_to_multiple(mask, self.multiple)
+        x = torch.from_numpy(image_p).permute(2, 0, 1)[None].float().div_(255).to(self.device)
+        m = torch.from_numpy(mask_p)[None, None].to(self.device)
+        return x, m
+
+    @torch.inference_mode()
+    def predict_array(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) image + float (H, W) mask -> inpainted uint8 (H, W, 3)."""
+        if image.shape[:2] != mask.shape:
+            raise LatentpaintError(
+                f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size {image.shape[1]}x{image.shape[0]}"
+            )
+        if not mask.any():
+            return image.copy()
+        x, m = self._tensors(image, mask)
+        pred = self.network(x, m)[0, :, : image.shape[0], : image.shape[1]]
+        pred = (pred.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        return np.where(mask[..., None] > 0, pred, image)
+
+    def __call__(self, image, mask):
+        """Inpaints `image` where `mask` > 0; PIL in -> PIL out, array in -> array out."""
+        result = self.predict_array(to_rgb_array(image), to_mask_array(mask))
+        return Image.fromarray(result) if isinstance(image, Image.Image) else result
+
+    @torch.inference_mode()
+    def latent_damage(self, image, mask) -> np.ndarray:
+        """D(E(gt) - E(masked)) as a uint8 picture of the input size (the thesis' damage map)."""
+        image, mask = to_rgb_array(image), to_mask_array(mask)
+        if image.shape[:2] != mask.shape:
+            raise LatentpaintError("mask and image sizes differ")
+        x, m = self._tensors(image, mask)
+        out = latent_damage(self.network, x, m)[0, :, : image.shape[0], : image.shape[1]]
+        return (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
