@@ -1,0 +1,292 @@
+"""The web app: a painting page, `/api/inpaint` and `/api/latent-damage` (multipart in, PNG out).
+
+Everything a request sends is untrusted: bodies are counted while they arrive, image sizes are read
+from the header before any pixel is decoded, and every decoding failure becomes a 4xx with one sentence
+in `{"detail": ...}`. One request at a time decodes and runs the model, so memory stays bounded by one
+image. Nothing a request names is used as a path: the page and its static files are held in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from PIL import Image, ImageOps, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.inference.inpainter import Inpainter
+
+# formats a browser or camera produces; everything else (EPS runs Ghostscript, ...) is refused unread
+IMAGE_FORMATS = [
+    f
+    for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+    if f in Image.registered_extensions().values()
+]
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+# the page loads nothing from anywhere else; result images are blob: URLs
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+IMAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "mask"],
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PNG, JPEG, WebP, ...",
+                        },
+                        "mask": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "same size as the image; any value above 0 is filled",
+                        },
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {"content": {"image/png": {}}, "description": "a PNG of the image's size"},
+        "413": {"description": "upload above the byte or pixel limit"},
+        "415": {"description": "not multipart, or a file that is not an image"},
+        "422": {"description": "missing field, damaged image, or mask and image sizes differ"},
+    },
+}
+
+
+class BodyTooLarge(Exception):
+    """Raised from inside the body stream once more bytes arrived than allowed."""
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, as the --max-upload-mb flag)."""
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1024 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def limited_receive(receive: Callable[[], Awaitable[dict]], limit: int) -> Callable[[], Awaitable[dict]]:
+    """Wraps an ASGI `receive` so the body stream stops with `BodyTooLarge` after `limit` bytes."""
+    seen = 0
+
+    async def wrapped() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return wrapped
+
+
+def open_image(file: BinaryIO, what: str, max_pixels: int) -> Image.Image:
+    """The decoded, EXIF-rotated image; the pixel limit is checked from the header, before decoding."""
+    try:
+        with warnings.catch_warnings():
+            # our own limit below replaces PIL's decompression-bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file, formats=IMAGE_FORMATS)
+    except UnidentifiedImageError:
+        raise HTTPException(
+            415, f"the {what} file is not in a supported image format ({', '.join(IMAGE_FORMATS)})"
+        ) from None
+    except Image.DecompressionBombError:
+        raise HTTPException(413, f"the {what} has more pixels than the server accepts") from None
+    except Exception:  # PIL's header parsers raise OSError, SyntaxError, ValueError, struct.error, ...
+        raise HTTPException(422, f"the {what} file is damaged and cannot be read") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise HTTPException(
+            413,
+            f"the {what} is {width}x{height} ({width * height / 1e6:.1f} megapixels), above the server's "
+            f"limit of {max_pixels / 1e6:g} megapixels",
+        )
+    try:
+        image.load()  # a truncated file fails here: PIL's LOAD_TRUNCATED_IMAGES stays False
+        return ImageOps.exif_transpose(image)
+    except Exception:  # decoders raise OSError, SyntaxError, ValueError, ... depending on the codec
+        raise HTTPException(422, f"the {what} file is damaged or truncated and cannot be decoded") from None
+
+
+def to_uint8_array(image: Image.Image) -> np.ndarray:
+    """(H, W) for one-channel modes, else (H, W, 3): 16-bit keeps its high byte, floats 0..1 scale, alpha is dropped."""
+    if image.mode in ("1", "L"):
+        return np.array(image.convert("L"))
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        array = np.asarray(image)
+        if image.mode == "F":
+            return (np.clip(np.nan_to_num(array), 0, 1) * 255 + 0.5).astype(np.uint8)
+        return (np.clip(array, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+    try:
+        return np.array(image.convert("RGB"))
+    except (ValueError, OSError):  # a mode PIL cannot turn into RGB, e.g. LAB
+        raise HTTPException(415, f"images in PIL mode {image.mode} are not supported") from None
+
+
+def read_pair(image_file: BinaryIO, mask_file: BinaryIO, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uploaded files -> uint8 RGB image (H, W, 3) and uint8 mask (H, W), 255 where any channel > 0."""
+    image = to_uint8_array(open_image(image_file, "image", max_pixels))
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    mask = to_uint8_array(open_image(mask_file, "mask", max_pixels))
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != image.shape[:2]:
+        raise HTTPException(
+            422,
+            f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}; "
+            "they must be the same size",
+        )
+    return np.ascontiguousarray(image), np.where(mask > 0, 255, 0).astype(np.uint8)
+
+
+def png_response(array: np.ndarray) -> Response:
+    """uint8 (H, W, 3) -> an image/png response (fast compression: the page holds large results in memory)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=3)
+    return Response(buffer.getvalue(), media_type="image/png", headers=IMAGE_HEADERS)
+
+
+def load_static() -> dict[str, tuple[bytes, str]]:
+    """The page's files, read once from the package: name -> (content, media type)."""
+    folder = resources.files("latentpaint.server") / "static"
+    files = {}
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in STATIC_TYPES:
+            files[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
+    return files
+
+
+def model_info(inpainter: Inpainter) -> dict[str, Any]:
+    """What /api/health says about the model: its config, size and device."""
+    network = inpainter.network
+    return {
+        "config": dict(getattr(network, "config", {})),
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "device": str(inpainter.device),
+    }
+
+
+def create_app(
+    inpainter: Inpainter, max_upload_bytes: int = 20 * 2**20, max_pixels: int = 40_000_000
+) -> FastAPI:
+    """The FastAPI app serving `inpainter`: the page at `/`, the API under `/api`, docs at `/docs`."""
+    app = FastAPI(
+        title="latentpaint",
+        description="Image inpainting in the latent space of a frozen autoencoder.",
+        version="0.1.0",
+    )
+    static = load_static()
+    model_lock = threading.Lock()  # one request at a time decodes and runs the model
+    info = model_info(inpainter)
+
+    async def receive_pair(
+        request: Request, work: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    ) -> Response:
+        """Reads the `image` and `mask` uploads within the limits, then runs `work` under the model lock."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "multipart/form-data":
+            raise HTTPException(
+                415, "send the image and mask as multipart/form-data fields 'image' and 'mask'"
+            )
+        limit_text = f"the upload is larger than the server's limit of {human_bytes(max_upload_bytes)}"
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_upload_bytes:  # refuse before reading anything
+            raise HTTPException(413, limit_text)
+        # a second Request over the same scope whose body stream counts bytes: chunked or lying clients
+        # are cut off at the limit instead of filling memory or disk
+        limited = Request(request.scope, limited_receive(request.receive, max_upload_bytes))
+        try:
+            form = await limited.form(max_files=2, max_fields=8)
+        except BodyTooLarge:
+            raise HTTPException(413, limit_text) from None
+        try:
+            files = {}
+            for name in ("image", "mask"):
+                part = form.get(name)
+                if part is None:
+                    raise HTTPException(422, f"the request has no '{name}' file field")
+                if not isinstance(part, UploadFile):
+                    raise HTTPException(422, f"the '{name}' field must be a file upload, not text")
+                if not part.size:
+                    raise HTTPException(422, f"the {name} file is empty")
+                files[name] = part.file
+
+            def run() -> Response:
+                with model_lock:
+                    image, mask = read_pair(files["image"], files["mask"], max_pixels)
+                    try:
+                        return png_response(work(image, mask))
+                    except LatentpaintError as exc:
+                        raise HTTPException(422, str(exc)) from None
+                    except (MemoryError, torch.cuda.OutOfMemoryError):
+                        raise HTTPException(
+                            503, "the server ran out of memory on this image; try a smaller one"
+                        ) from None
+
+            return await run_in_threadpool(run)
+        finally:
+            await form.close()
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(static["index.html"][0], headers=PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in static:  # a lookup in memory: the name never becomes a path
+            raise HTTPException(404, "no such file")
+        content, media_type = static[name]
+        return Response(content, media_type=media_type, headers=PAGE_HEADERS)
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        """Liveness, the model served and the upload limits."""
+        return {
+            "status": "ok",
+            "model": info,
+            "limits": {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels},
+        }
+
+    @app.post("/api/inpaint", response_class=Response, openapi_extra=UPLOAD_SCHEMA)
+    async def inpaint(request: Request) -> Response:
+        """Fills the image where the mask is above 0; returns a PNG of the same size (RGB)."""
+        return await receive_pair(request, lambda image, mask: inpainter(image, mask))
+
+    @app.post("/api/latent-damage", response_class=Response, openapi_extra=UPLOAD_SCHEMA)
+    async def latent_damage(request: Request) -> Response:
+        """The thesis' latent damage map D(E(image) - E(masked image)) as a PNG of the image's size."""
+        return await receive_pair(request, inpainter.latent_damage)
+
+    return app

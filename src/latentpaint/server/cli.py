@@ -1,0 +1,115 @@
+"""`latentpaint serve`: the painting page and the HTTP API for one model, on this machine by default."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+
+from latentpaint.errors import LatentpaintError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="web page and HTTP API for inpainting with a model",
+        description=(
+            "Serves a page to paint masks and inpaint them, plus POST /api/inpaint and /api/latent-damage "
+            "(multipart 'image' and 'mask' files in, PNG out; docs at /docs). Listens on 127.0.0.1 unless "
+            "--host says otherwise. Example: latentpaint serve --model runs/release"
+        ),
+    )
+    parser.add_argument("--model", required=True, help="release folder, training checkpoint or LaMa folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=20, help="largest request body in MiB (default: 20)"
+    )
+    parser.add_argument(
+        "--max-megapixels", type=float, default=40, help="largest image in megapixels (default: 40)"
+    )
+    parser.set_defaults(func=run)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost'; anything else may be reachable from the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_device(device: str) -> None:
+    """A one-line error for a device this machine cannot use, before anything is loaded."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise LatentpaintError(f"unknown device {device!r}; use e.g. cpu or cuda") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise LatentpaintError(f"device {device!r} asked for but no CUDA GPU is available")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise LatentpaintError(f"device {device!r} asked for but MPS is not available")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound, listening socket: a taken port is a one-line error here, not a uvicorn traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise LatentpaintError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise LatentpaintError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise LatentpaintError(f"--port must be between 0 and 65535, not {args.port}")
+    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
+        raise LatentpaintError("--max-upload-mb and --max-megapixels must be positive")
+    try:
+        import uvicorn
+
+        from latentpaint.server.app import create_app
+    except ModuleNotFoundError as exc:
+        raise LatentpaintError(
+            f"serving needs the 'serve' extra ({exc.name} is missing): pip install 'latentpaint[serve]'"
+        ) from None
+    from latentpaint.inference.inpainter import Inpainter
+
+    check_device(args.device)
+    inpainter = Inpainter.from_pretrained(args.model, device=args.device)  # before listening: fail fast
+    app = create_app(
+        inpainter,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=int(args.max_megapixels * 1e6),
+    )
+    sock = listen(args.host, args.port)
+    port = sock.getsockname()[1]
+    if not is_loopback(args.host):
+        print(
+            f"latentpaint serve: warning: listening on {args.host}, so anyone who can reach this machine "
+            "over the network can use the server (it has no authentication)",
+            file=sys.stderr,
+        )
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"latentpaint serve: open http://{shown}:{port}/ (Ctrl+C to stop)", file=sys.stderr)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
