@@ -12,7 +12,7 @@ import sys
 
 from latentpaint.errors import LatentpaintError
 
-# (subcommand module, help) in the order a user meets them
+# subcommand modules, in the order a user meets them
 SUBCOMMANDS = [
     "latentpaint.masks",
     "latentpaint.training.cli",

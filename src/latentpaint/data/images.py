@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import warnings
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # refuse larger images before decoding: 40 MP is a 7,700 x 5,200 photo, far beyond what training or
@@ -107,16 +106,7 @@ def save_image(path: str | Path, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise LatentpaintError(f"cannot write {path}: OpenCV has no encoder for {path.suffix!r}")
-    # same folder as the target, so os.replace is an atomic rename: readers never see half a file;
-    # open(..., "xb") rather than mkstemp so the file gets the usual umask permissions, not 0600
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 def builtin_photos() -> list[tuple[str, np.ndarray]]:

@@ -7,9 +7,7 @@ released weights are safetensors, so opening a checkpoint cannot run code from i
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,20 +15,7 @@ from typing import Any
 import torch
 
 from latentpaint.errors import LatentpaintError
-
-
-def atomic_write(path: Path, write) -> None:
-    """Calls `write(tmp_path)` and renames the result onto `path`, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from latentpaint.files import atomic_write
 
 
 def load_torch_file(path: str | Path) -> dict[str, Any]:

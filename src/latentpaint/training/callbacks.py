@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from latentpaint.inference.checkpoints import atomic_write
+from latentpaint.files import atomic_write
 
 
 class StepTimer(L.Callback):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from latentpaint.data.datamodule import InpaintingDataModule
@@ -37,6 +38,9 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
     """Trains one run into `out_dir`; returns the final checkpoint path."""
     # Lightning's start-up banner (accelerator lines, cloud tips) buries our own output
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # frozen encoder/decoder are in eval mode on purpose (their BatchNorm statistics must not move)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     out_dir = Path(out_dir)
     L.seed_everything(config["seed"], workers=True, verbose=False)
     ckpt_path = None
@@ -74,7 +78,7 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
         strategy=t["strategy"],
         precision=t["precision"],
         logger=CSVLogger(out_dir, name="logs", version=""),
-        callbacks=[checkpoints, timer, FiniteLossGuard()],
+        callbacks=[checkpoints, timer, FiniteLossGuard()] + ([TQDMProgressBar()] if t["progress_bar"] else []),
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=t["log_every_n_steps"],
         enable_progress_bar=t["progress_bar"],

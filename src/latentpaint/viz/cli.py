@@ -1,0 +1,82 @@
+"""`latentpaint visualize`: the thesis' figure 4.4, the damage a mask does in latent space."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "visualize",
+        help="render D(E(gt) - E(masked)) (and D(R(z) - z) for a trained refiner) for one image and mask",
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="stage-1 or stage-2 checkpoint, release folder or LaMa folder"
+    )
+    p.add_argument("--image", required=True, type=Path)
+    p.add_argument("--mask", required=True, type=Path, help="grey image, > 0 = missing")
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.add_argument(
+        "--size", type=int, default=None, help="resize the image and mask to this square size first"
+    )
+    p.set_defaults(func=run)
+
+
+def load_for_visualization(path: str | Path):
+    """(network, has_trained_refiner): a stage-1 autoencoder gets an identity mask path and no refiner panel."""
+    from latentpaint.inference.checkpoints import load_network, read_training_checkpoint, strip_prefix
+    from latentpaint.models.network import InpaintingNetwork
+
+    path = Path(path)
+    if path.is_file():
+        config, state = read_training_checkpoint(path)
+        if config.get("stage") == "autoencoder":
+            m = config["model"]
+            # mask control starts as an exact identity, so E(masked) is the plain stage-1 encoder
+            network = InpaintingNetwork(m["arch"], "control", **{**m["overrides"], "input_nc": 3})
+            network.generator.load_state_dict(strip_prefix(state, "generator."))
+            return network.eval(), False
+    return load_network(path).eval(), True
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+    import torch
+
+    from latentpaint.data.images import load_mask, load_rgb
+    from latentpaint.errors import LatentpaintError
+    from latentpaint.inference.inpainter import pad_to_multiple
+    from latentpaint.viz.figures import image_grid
+    from latentpaint.viz.latent import latent_damage, latent_repair
+
+    network, trained = load_for_visualization(args.checkpoint)
+    image, mask = load_rgb(args.image), load_mask(args.mask)
+    if args.size:
+        image = cv2.resize(image, (args.size, args.size), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, (args.size, args.size), interpolation=cv2.INTER_NEAREST)
+    if image.shape[:2] != mask.shape:
+        raise LatentpaintError(
+            f"mask {args.mask} is {mask.shape[1]}x{mask.shape[0]}, image is {image.shape[1]}x{image.shape[0]}"
+        )
+    h, w = mask.shape
+    multiple = 2**network.generator.n_downsampling
+    x = torch.from_numpy(pad_to_multiple(image, multiple)).permute(2, 0, 1)[None].float() / 255
+    m = torch.from_numpy(pad_to_multiple(mask, multiple))[None, None]
+
+    def to_uint8(t: torch.Tensor) -> np.ndarray:
+        return (t[0, :, :h, :w].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+    panels = [image, (mask * 255).astype(np.uint8), (image * (1 - mask[..., None])).astype(np.uint8)]
+    titles = ["image", "mask", "masked", "D(E(gt) - E(masked))"]
+    with torch.no_grad():
+        panels.append(to_uint8(latent_damage(network, x, m)))
+        if trained:
+            panels.append(to_uint8(latent_repair(network, x, m)))
+            titles.append("D(R(z) - z)")
+            panels.append(to_uint8(network.inpaint(x, m)))
+            titles.append("inpainted")
+    image_grid([panels], titles, args.out)
+    print(f"wrote {args.out}")
+    return 0
