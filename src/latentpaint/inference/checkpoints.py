@@ -176,5 +176,8 @@ def load_network(path: str | Path):
             "or config.yaml + models/best.ckpt (official LaMa)"
         )
     if path.is_file():
+        from latentpaint.inference.lama import raise_if_torchscript
+
+        raise_if_torchscript(path)
         return load_training_network(path)
     raise LatentpaintError(f"model {path} does not exist")

@@ -14,20 +14,17 @@ from latentpaint.viz.latent import latent_damage
 
 
 def pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
-    """Pads bottom/right to a multiple of `multiple` by mirroring (numpy 'symmetric', as LaMa)."""
+    """Pads bottom/right by mirroring (numpy 'symmetric', as LaMa) to a multiple of `multiple`, and to at
+    least 2 * `multiple` per side: a 1-px latent would leave the FFC blocks' reflect padding nothing to mirror."""
     h, w = array.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return array
-    pad = [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2)
-    # 'symmetric' cannot mirror more than the image has (1-px images): repeat until it fits
-    while ph > array.shape[0] or pw > array.shape[1]:
-        array = np.pad(
-            array, [(0, min(ph, array.shape[0])), (0, min(pw, array.shape[1]))] + pad[2:], mode="symmetric"
-        )
-        ph, pw = (-array.shape[0]) % multiple, (-array.shape[1]) % multiple
-        pad = [(0, ph), (0, pw)] + pad[2:]
-    return np.pad(array, pad, mode="symmetric")
+    target_h = max(2 * multiple, h + (-h) % multiple)
+    target_w = max(2 * multiple, w + (-w) % multiple)
+    # 'symmetric' mirrors at most the image's own size per call: tiny images need a few rounds
+    while array.shape[0] < target_h or array.shape[1] < target_w:
+        ph = min(target_h - array.shape[0], array.shape[0])
+        pw = min(target_w - array.shape[1], array.shape[1])
+        array = np.pad(array, [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2), mode="symmetric")
+    return array
 
 
 def to_rgb_array(image) -> np.ndarray:

@@ -1,0 +1,325 @@
+"""`latentpaint predict` and `latentpaint export`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from latentpaint.errors import LatentpaintError
+
+PREDICT_HELP = """\
+Inpaint images with a model (a latentpaint release folder, a training checkpoint or an official LaMa
+folder) or with OpenCV.
+
+Pairing images with masks (a mask is any image; every grey level above 0 means "fill"):
+  --input DIR, no --mask   LaMa: DIR holds NAME.png and its masks NAME_mask000.png, NAME_mask001.png, ...
+                           (any image extension, subfolders too); one output per mask, named after the
+                           mask: OUT/NAME_mask000.png, as LaMa's predict.py writes them.
+  --input DIR --mask DIR   IOPaint: the mask of DIR/sub/NAME.jpg is MASKDIR/sub/NAME.<any extension>;
+                           output OUT/sub/NAME.png.
+  --input DIR --mask FILE  one mask for every image; output OUT/NAME.png.
+  --input FILE             with --mask FILE, that mask (output OUT/NAME.png); without, the LaMa masks
+                           NAME_mask*.* next to it.
+--hd-* and --refine apply to --method model; opencv-* inpaint the whole image (radius 3).
+Outputs are PNG, written atomically. A file that fails is reported on one line and skipped; the others
+are still written, and the exit code is then 1.
+"""
+
+EXPORT_HELP = """\
+Export a model (release folder, training checkpoint or official LaMa folder):
+  safetensors  OUT is a folder: config.json + model.safetensors, what Inpainter.from_pretrained prefers.
+  onnx         OUT is a file (or a folder for OUT/model.onnx): inputs image (1,3,H,W) in [0,1] and
+               mask (1,1,H,W), output inpainted (1,3,H,W); H, W dynamic (>= 9); FFT as ONNX DFT.
+  torchscript  OUT is a file (or a folder for OUT/model.pt): a traced program with the same signature.
+ONNX and TorchScript files are checked against PyTorch (max abs difference <= 1e-4) before being written.
+"""
+
+METHODS = ("model", "opencv-telea", "opencv-ns")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the `predict` and `export` subcommands."""
+    from latentpaint.inference.hd import CROP_MARGIN, CROP_TRIGGER_SIZE, RESIZE_LIMIT, STRATEGIES
+
+    p = subparsers.add_parser(
+        "predict",
+        help="inpaint an image or a folder (LaMa or IOPaint file naming)",
+        description=PREDICT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="release folder, training .ckpt or LaMa folder (not for opencv-*)",
+    )
+    p.add_argument(
+        "--input", type=Path, required=True, metavar="DIR|FILE", help="an image file or a folder of images"
+    )
+    p.add_argument(
+        "--mask", type=Path, metavar="DIR|FILE", help="a mask file or a folder of masks (see pairing above)"
+    )
+    p.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder for the results")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument(
+        "--hd-strategy", choices=STRATEGIES, default="crop",
+        help="large images: whole image, resized copy, or crops around each mask region (default: crop)",
+    )  # fmt: skip
+    p.add_argument(
+        "--hd-crop-margin", type=int, default=CROP_MARGIN, metavar="PX", help=f"default: {CROP_MARGIN}"
+    )
+    p.add_argument(
+        "--hd-crop-trigger", type=int, default=CROP_TRIGGER_SIZE, metavar="PX",
+        help=f"crop only when the long side is larger (default: {CROP_TRIGGER_SIZE})",
+    )  # fmt: skip
+    p.add_argument(
+        "--hd-resize-limit", type=int, default=RESIZE_LIMIT, metavar="PX",
+        help=f"resize the long side to this when larger (default: {RESIZE_LIMIT})",
+    )  # fmt: skip
+    p.add_argument("--refine", action="store_true", help="LaMa's multi-scale feature refinement (slow)")
+    p.add_argument("--resize-mask", action="store_true", help="resize masks of another size (nearest)")
+    p.add_argument("--optimize", action="store_true", help="fold BatchNorm for faster inference")
+    p.add_argument("--method", choices=METHODS, default="model", help="default: model")
+    p.set_defaults(func=predict_command)
+
+    e = subparsers.add_parser(
+        "export",
+        help="export a model as safetensors, ONNX or TorchScript",
+        description=EXPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="release folder, training .ckpt or LaMa folder",
+    )
+    e.add_argument("--format", choices=("safetensors", "onnx", "torchscript"), required=True)
+    e.add_argument("--out", type=Path, required=True, metavar="DIR|FILE", help="folder (safetensors) or file")
+    e.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset, 18 or newer (default: 18)")
+    e.set_defaults(func=export_command)
+
+
+# -- pairing -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    image: Path | None  # None: a mask whose image is missing (reported as failed)
+    mask: Path | None  # None: an image without a mask (reported as failed)
+    output: Path  # relative to --output
+
+
+def _is_lama_mask(path: Path) -> bool:
+    return "_mask" in path.stem
+
+
+def _lama_jobs(images: list[Path], root: Path) -> list[Job]:
+    by_stem = {(p.parent, p.stem): p for p in images if not _is_lama_mask(p)}
+    jobs, used = [], set()
+    for mask in (p for p in images if _is_lama_mask(p)):
+        key = (mask.parent, mask.stem.rsplit("_mask", 1)[0])
+        image = by_stem.get(key)
+        used.add(key)
+        jobs.append(Job(image, mask, mask.relative_to(root).with_suffix(".png")))
+    for key, image in by_stem.items():
+        if key not in used:
+            jobs.append(Job(image, None, image.relative_to(root).with_suffix(".png")))
+    return sorted(jobs, key=lambda j: j.output.as_posix())
+
+
+def pair_inputs(input_path: Path, mask_path: Path | None) -> list[Job]:
+    """The (image, mask, output name) jobs for the pairing conventions in `PREDICT_HELP`."""
+    from latentpaint.data.images import IMAGE_EXTENSIONS, list_images
+
+    if not input_path.exists():
+        raise LatentpaintError(f"input {input_path} does not exist")
+    if mask_path is not None and not mask_path.exists():
+        raise LatentpaintError(f"mask {mask_path} does not exist")
+    if input_path.is_file():
+        if mask_path is not None and mask_path.is_file():
+            return [Job(input_path, mask_path, Path(input_path.stem + ".png"))]
+        if mask_path is not None:
+            return pair_inputs_dir([input_path], input_path.parent, mask_path)
+        siblings = [
+            p for p in list_images(input_path.parent) if p.parent == input_path.parent and p != input_path
+        ]
+        jobs = [j for j in _lama_jobs([input_path, *siblings], input_path.parent) if j.image == input_path]
+        if not any(j.mask for j in jobs):
+            raise LatentpaintError(f"no --mask given and no {input_path.stem}_mask*.* next to {input_path}")
+        return [j for j in jobs if j.mask]
+    images = list_images(input_path)
+    if not images:
+        raise LatentpaintError(f"{input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    if mask_path is None:
+        jobs = _lama_jobs(images, input_path)
+        if not any(j.image and j.mask for j in jobs):
+            raise LatentpaintError(
+                f"{input_path} holds no LaMa pairs (NAME.png + NAME_mask000.png); pass --mask for IOPaint naming"
+            )
+        return jobs
+    return pair_inputs_dir(images, input_path, mask_path)
+
+
+def pair_inputs_dir(images: list[Path], root: Path, mask_path: Path) -> list[Job]:
+    """IOPaint naming: one mask file for all, or the mask with the same relative name in a folder."""
+    from latentpaint.data.images import list_images
+
+    if mask_path.is_file():
+        return [Job(p, mask_path, p.relative_to(root).with_suffix(".png")) for p in images]
+    masks: dict[Path, list[Path]] = {}
+    for m in list_images(mask_path):
+        masks.setdefault(m.relative_to(mask_path).with_suffix(""), []).append(m)
+    jobs = []
+    for p in images:
+        found = masks.get(p.relative_to(root).with_suffix(""), [])
+        # several candidates (NAME.png and NAME.jpg): the one with the image's own extension, else none
+        mask = found[0] if len(found) == 1 else next((m for m in found if m.suffix == p.suffix), None)
+        jobs.append(Job(p, mask, p.relative_to(root).with_suffix(".png")))
+    if not any(j.mask for j in jobs):
+        raise LatentpaintError(f"no image in {root} has a mask of the same name in {mask_path}")
+    return jobs
+
+
+def _check_outputs(jobs: list[Job], output: Path) -> None:
+    seen: dict[Path, Job] = {}
+    inputs = {p.resolve() for j in jobs for p in (j.image, j.mask) if p is not None}
+    for job in jobs:
+        if job.output in seen:
+            raise LatentpaintError(
+                f"{seen[job.output].image} and {job.image} would both be written to {output / job.output}"
+            )
+        seen[job.output] = job
+        if (output / job.output).resolve() in inputs:
+            raise LatentpaintError(
+                f"writing {output / job.output} would overwrite an input; choose another --output"
+            )
+
+
+# -- predict -------------------------------------------------------------------------------------------
+def _torch_device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise LatentpaintError(f"unknown device {name!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LatentpaintError(f"--device {name}: PyTorch sees no CUDA GPU on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise LatentpaintError(f"--device {name}: Apple MPS is not available on this machine")
+    return device
+
+
+def _load_network(path: Path):
+    from latentpaint.inference.checkpoints import load_network
+    from latentpaint.inference.lama import raise_if_torchscript
+
+    if path.is_file():
+        raise_if_torchscript(path)
+    return load_network(path)
+
+
+def _predictor(args: argparse.Namespace):
+    """(image uint8, mask float) -> uint8 for the chosen method."""
+    from latentpaint.inference.hd import inpaint_hd
+
+    if args.method != "model":
+        from latentpaint.evaluation.classical import opencv_inpaint
+
+        if args.model is not None or args.refine or args.optimize:
+            raise LatentpaintError(
+                f"--method {args.method} uses no model; drop --model, --refine and --optimize"
+            )
+        return partial(opencv_inpaint, method=args.method.removeprefix("opencv-"))
+    if args.model is None:
+        raise LatentpaintError("--model is required with --method model")
+    from latentpaint.inference.inpainter import Inpainter
+
+    inpainter = Inpainter(
+        _load_network(args.model), device=_torch_device(args.device), optimize=args.optimize
+    )
+    predict = inpainter.predict_array
+    if args.refine:
+        from latentpaint.inference.refine import refine_array
+
+        predict = partial(refine_array, inpainter)
+    return partial(
+        inpaint_hd, predict, strategy=args.hd_strategy, crop_margin=args.hd_crop_margin,
+        crop_trigger_size=args.hd_crop_trigger, resize_limit=args.hd_resize_limit,
+    )  # fmt: skip
+
+
+def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
+    import cv2
+
+    from latentpaint.data.images import load_mask, load_rgb, save_image
+
+    if job.image is None:
+        raise LatentpaintError(
+            f"mask {job.mask} has no image {job.mask.stem.rsplit('_mask', 1)[0]}.* next to it"
+        )
+    if job.mask is None:
+        raise LatentpaintError(
+            f"image {job.image} has no mask (LaMa naming: {job.image.stem}_mask*.* next to it; "
+            "IOPaint naming: the same name in --mask)"
+        )
+    image, mask = load_rgb(job.image), load_mask(job.mask)
+    if mask.shape != image.shape[:2]:
+        if not resize_mask:
+            raise LatentpaintError(
+                f"mask {job.mask} is {mask.shape[1]}x{mask.shape[0]} but image {job.image} is "
+                f"{image.shape[1]}x{image.shape[0]} (pass --resize-mask to resize it)"
+            )
+        mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    result = predict(image, mask)
+    target = output / job.output
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_image(target, result)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """Runs `latentpaint predict`; returns 1 when some files failed."""
+    import cv2
+    from tqdm import tqdm
+
+    jobs = pair_inputs(args.input, args.mask)
+    _check_outputs(jobs, args.output)
+    predict = _predictor(args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for job in tqdm(jobs, desc="inpainting", unit="file", disable=None):
+        try:
+            _run_job(job, predict, args.output, args.resize_mask)
+        except (LatentpaintError, OSError, RuntimeError, cv2.error) as exc:
+            failed += 1
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            tqdm.write(f"latentpaint predict: failed: {detail}", file=sys.stderr)
+    print(f"wrote {len(jobs) - failed} of {len(jobs)} results to {args.output}")
+    return 1 if failed else 0
+
+
+# -- export --------------------------------------------------------------------------------------------
+def export_command(args: argparse.Namespace) -> int:
+    """Runs `latentpaint export`."""
+    network = _load_network(args.checkpoint)
+    if args.format == "safetensors":
+        from latentpaint.inference.checkpoints import save_release
+
+        if args.out.is_file():
+            raise LatentpaintError(f"--out {args.out} is a file; safetensors export writes a folder")
+        save_release(network, args.out, preset=network.config["arch"], source=str(args.checkpoint))
+        print(f"wrote {args.out}/config.json and model.safetensors")
+        return 0
+    from latentpaint.inference.export import export_onnx, export_torchscript
+
+    default_name = "model.onnx" if args.format == "onnx" else "model.pt"
+    out = args.out / default_name if args.out.is_dir() else args.out
+    if args.format == "onnx":
+        diff = export_onnx(network, out, opset=args.opset)
+    else:
+        diff = export_torchscript(network, out)
+    print(f"wrote {out} (max abs difference to PyTorch {diff:.1e})")
+    return 0

@@ -1,0 +1,134 @@
+"""Inpainter: any size in, same size out, known pixels exact; checkpoints in and out."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.inference.checkpoints import load_network, save_release
+from latentpaint.inference.inpainter import Inpainter
+from latentpaint.models.network import InpaintingNetwork
+
+
+def _network(seed: int = 0, **kwargs) -> InpaintingNetwork:
+    torch.manual_seed(seed)
+    return InpaintingNetwork("thesis", kwargs.pop("mask_mode", "alpha"), n_blocks=2, **kwargs).eval()
+
+
+@pytest.fixture(scope="module")
+def inpainter() -> Inpainter:
+    return Inpainter(_network())
+
+
+def _image_and_mask(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.float32)
+    mask[h // 4 : max(h // 4 + 1, 3 * h // 4), w // 3 : max(w // 3 + 1, 2 * w // 3)] = 1
+    return image, mask
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        (37, 51),
+        (1, 1),
+        (8, 8),
+        (9, 16),
+        (64, 31),
+    ],
+)
+def test_odd_sizes_round_trip_and_known_pixels_are_exact(inpainter, size):
+    image, mask = _image_and_mask(*size)
+    out = inpainter(image, mask)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+
+
+def test_masked_pixels_are_the_prediction(inpainter):
+    image, mask = _image_and_mask(40, 48)
+    out = inpainter(image, mask)
+    assert not np.array_equal(out[mask > 0], image[mask > 0])
+
+
+def test_empty_mask_returns_the_input(inpainter):
+    image, _ = _image_and_mask(33, 20)
+    out = inpainter(image, np.zeros((33, 20), np.float32))
+    assert np.array_equal(out, image)
+
+
+def test_pil_in_pil_out_and_grey_levels_count_as_mask(inpainter):
+    image, mask = _image_and_mask(30, 45)
+    grey_mask = Image.fromarray((mask * 7).astype(np.uint8))  # level 7 > 0: still "fill"
+    out = inpainter(Image.fromarray(image), grey_mask)
+    assert isinstance(out, Image.Image) and out.size == (45, 30) and out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), inpainter(image, mask))
+
+
+def test_mask_of_another_size_is_an_error(inpainter):
+    image, _ = _image_and_mask(30, 30)
+    with pytest.raises(LatentpaintError, match="differs"):
+        inpainter(image, np.ones((31, 30), np.float32))
+
+
+@pytest.mark.parametrize("mask_mode,delta", [("alpha", False), ("control", True)])
+def test_safetensors_release_round_trip_is_bit_exact(tmp_path, mask_mode, delta):
+    network = _network(3, mask_mode=mask_mode, delta=delta)
+    for m in network.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+    save_release(network, tmp_path / "release", preset="thesis", source="test")
+    loaded = load_network(tmp_path / "release")
+    assert loaded.config == network.config
+    for key, value in network.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    image, mask = _image_and_mask(40, 56, seed=1)
+    assert np.array_equal(Inpainter(loaded)(image, mask), Inpainter(network)(image, mask))
+
+
+@pytest.fixture(scope="module")
+def training_checkpoint(tmp_path_factory):
+    from latentpaint.training.config import apply_overrides, load_preset
+    from latentpaint.training.runner import train
+
+    fast = ["data.size=64", "data.batch_size=2", "data.num_workers=0", "trainer.progress_bar=false"]
+    config = apply_overrides(
+        load_preset("pixel-alpha"),
+        [*fast, "trainer.accelerator=cpu", "trainer.max_steps=1", "model.overrides={n_blocks: 2}"],
+    )
+    return train(config, tmp_path_factory.mktemp("run"))
+
+
+def test_training_checkpoint_loads_as_network(training_checkpoint):
+    from latentpaint.inference.checkpoints import read_training_checkpoint
+
+    network = load_network(training_checkpoint)
+    _, state = read_training_checkpoint(training_checkpoint)
+    assert network.config["mask_mode"] == "alpha" and network.generator.n_blocks == 2
+    for key, value in network.state_dict().items():
+        assert torch.equal(state[f"network.{key}"], value)
+    image, mask = _image_and_mask(24, 40)
+    out = Inpainter.from_pretrained(training_checkpoint)(image, mask)
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+
+
+def test_checkpoint_of_another_architecture_is_one_line_error(tmp_path):
+    save_release(_network(), tmp_path / "release")
+    config = (tmp_path / "release" / "config.json").read_text()
+    (tmp_path / "release" / "config.json").write_text(config.replace('"n_blocks": 2', '"n_blocks": 3'))
+    with pytest.raises(LatentpaintError, match="another architecture") as err:
+        load_network(tmp_path / "release")
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_checkpoints_are_one_line_errors(tmp_path, training_checkpoint):
+    ckpt = tmp_path / "cut.ckpt"
+    ckpt.write_bytes(training_checkpoint.read_bytes()[:4000])
+    save_release(_network(), tmp_path / "release")
+    weights = tmp_path / "release" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    for path in (ckpt, tmp_path / "release"):
+        with pytest.raises(LatentpaintError, match="truncated") as err:
+            load_network(path)
+        assert "\n" not in str(err.value)

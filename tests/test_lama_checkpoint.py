@@ -1,0 +1,270 @@
+"""Official LaMa folders: config.yaml + models/best.ckpt in the layout of the released big-lama.zip."""
+
+import os
+import pickle
+import sys
+import types
+import typing
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.inference.checkpoints import load_network
+from latentpaint.inference.lama import generator_overrides, load_lama_folder, read_lightning_checkpoint
+from latentpaint.models.generator import FFCResNetGenerator
+
+# big-lama's generator section (configs/training/big-lama.yaml), shrunk to ngf 8 and 2 blocks;
+# the interpolations are LaMa's own
+CONFIG_YAML = """\
+run_title: b18_ffc075_batch8x15
+training_model:
+  kind: default
+  visualize_each_iters: 1000
+  concat_mask: true
+  store_discr_outputs_for_vis: true
+losses:
+  l1:
+    weight_missing: 0
+    weight_known: 10
+  resnet_pl:
+    weight: 30
+    weights_path: ${env:TORCH_HOME}
+generator:
+  kind: ffc_resnet
+  input_nc: 4
+  output_nc: 3
+  ngf: 8
+  n_downsampling: 3
+  n_blocks: 2
+  add_out_act: sigmoid
+  init_conv_kwargs:
+    ratio_gin: 0
+    ratio_gout: 0
+    enable_lfu: false
+  downsample_conv_kwargs:
+    ratio_gin: ${generator.init_conv_kwargs.ratio_gout}
+    ratio_gout: ${generator.downsample_conv_kwargs.ratio_gin}
+    enable_lfu: false
+  resnet_conv_kwargs:
+    ratio_gin: 0.75
+    ratio_gout: ${generator.resnet_conv_kwargs.ratio_gin}
+    enable_lfu: false
+discriminator:
+  kind: pix2pixhd_nlayer
+  input_nc: 3
+"""
+
+
+def _fake_class(module: str, name: str) -> type:
+    return type(name, (), {"__module__": module, "__qualname__": name})
+
+
+@pytest.fixture
+def foreign_classes(monkeypatch):
+    """Classes named like the OmegaConf / Lightning ones in the real best.ckpt, importable while saving."""
+    names = {
+        "omegaconf.dictconfig": ["DictConfig"],
+        "omegaconf.listconfig": ["ListConfig"],
+        "omegaconf.base": ["ContainerMetadata", "Metadata"],
+        "omegaconf.nodes": ["AnyNode"],
+        "pytorch_lightning.callbacks.model_checkpoint": ["ModelCheckpoint"],
+    }
+    classes = {}
+    for module_name, class_names in names.items():
+        parts = module_name.split(".")
+        for i in range(1, len(parts) + 1):
+            monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+        for class_name in class_names:
+            cls = _fake_class(module_name, class_name)
+            setattr(sys.modules[module_name], class_name, cls)
+            classes[class_name] = cls
+    return types.SimpleNamespace(**classes)
+
+
+def _randomised_generator(seed: int = 0) -> FFCResNetGenerator:
+    torch.manual_seed(seed)
+    gen = FFCResNetGenerator(input_nc=4, ngf=8, n_blocks=2, ratio_g=0.75, enable_lfu=False)
+    for m in gen.modules():  # non-trivial BN statistics, so a wrong layer would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return gen.eval()
+
+
+def _dictconfig(fc) -> object:
+    """An object shaped like a pickled OmegaConf DictConfig (metadata, nodes, typing.Any, dict)."""
+    meta = fc.ContainerMetadata()
+    meta.__dict__.update(
+        ref_type=typing.Any, object_type=dict, key_type=typing.Any, element_type=typing.Any, flags={}
+    )
+    node = fc.AnyNode()
+    node_meta = fc.Metadata()
+    node_meta.__dict__.update(ref_type=typing.Any, object_type=None, optional=True, key="ngf")
+    node.__dict__.update(_val=8, _metadata=node_meta)
+    keys = fc.ListConfig()
+    keys.__dict__.update(_content=["image", "predicted_image"], _metadata=meta)
+    cfg = fc.DictConfig()
+    cfg.__dict__.update(_metadata=meta, _content={"ngf": node, "key_order": keys}, _parent=None)
+    return cfg
+
+
+def _write_lama_folder(
+    tmp_path, gen, extra: dict | None = None, hyper_parameters=None, callbacks=None, state_update=None
+):
+    folder = tmp_path / "big-lama"
+    (folder / "models").mkdir(parents=True)
+    (folder / "config.yaml").write_text(CONFIG_YAML)
+    state = OrderedDict((f"generator.{k}", v) for k, v in gen.state_dict().items())
+    # what else the released file holds: discriminator, losses and evaluator weights
+    state["discriminator.model0.0.weight"] = torch.randn(64, 3, 4, 4)
+    state["loss_resnet_pl.impl.conv1.weight"] = torch.randn(64, 3, 3, 3)
+    state["val_evaluator.scores.ssim.weight"] = torch.randn(1)
+    state.update(state_update or {})
+    ckpt = {
+        "epoch": 39,
+        "global_step": 1_000_000,
+        "pytorch-lightning_version": "1.2.9",
+        "callbacks": callbacks if callbacks is not None else {},
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "state_dict": state,
+        **(extra or {}),
+    }
+    if hyper_parameters is not None:
+        ckpt["hparams_name"] = "kwargs"
+        ckpt["hyper_parameters"] = hyper_parameters
+    torch.save(ckpt, folder / "models" / "best.ckpt")
+    return folder
+
+
+def _assert_same_outputs(network, gen):
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 64, 48)
+    mask = (torch.rand(1, 1, 64, 48) > 0.6).float()
+    with torch.no_grad():
+        expected = gen(torch.cat([image * (1 - mask), mask], dim=1))
+        assert torch.equal(network.eval()(image, mask), expected)
+
+
+def test_lama_layout_with_lightning_and_omegaconf_objects_loads_strictly(tmp_path, foreign_classes):
+    gen = _randomised_generator()
+    cfg = _dictconfig(foreign_classes)
+    folder = _write_lama_folder(
+        tmp_path,
+        gen,
+        extra={"hparams_type": foreign_classes.DictConfig},
+        hyper_parameters=cfg,
+        callbacks={
+            foreign_classes.ModelCheckpoint: {"best_model_score": torch.tensor(0.91), "best_model_path": "x"}
+        },
+    )
+    with pytest.raises(pickle.UnpicklingError):  # the real file's situation: weights_only refuses it
+        torch.load(folder / "models" / "best.ckpt", weights_only=True)
+    for name in list(sys.modules):  # loading must not need (or import) those libraries
+        if name.startswith(("omegaconf", "pytorch_lightning.callbacks.model_checkpoint")):
+            del sys.modules[name]
+
+    network = load_lama_folder(folder)
+    assert network.config["arch"] == "big-lama" and network.mask_mode == "alpha"
+    assert network.generator.config["ngf"] == 8 and network.generator.config["n_blocks"] == 2
+    _assert_same_outputs(network, gen)
+    _assert_same_outputs(load_network(folder), gen)  # the checkpoints.load_network dispatch
+
+    ckpt, foreign = read_lightning_checkpoint(folder / "models" / "best.ckpt")
+    assert "omegaconf.dictconfig.DictConfig" in foreign and "typing.Any" in foreign
+    assert "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint" in foreign
+    assert "omegaconf" not in sys.modules
+    assert repr(ckpt["hparams_type"]) != repr(foreign_classes.DictConfig)  # a placeholder, not the class
+
+
+def test_plain_lama_checkpoint_is_read_with_weights_only(tmp_path):
+    gen = _randomised_generator(3)
+    folder = _write_lama_folder(tmp_path, gen)
+    _, foreign = read_lightning_checkpoint(folder / "models" / "best.ckpt")
+    assert foreign == set()
+    _assert_same_outputs(load_lama_folder(folder), gen)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class _EvalEvil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return eval, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+@pytest.mark.parametrize("where", ["hyper_parameters", "state_dict", "eval"])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, foreign_classes, where):
+    marker = tmp_path / "pwned"
+    gen = _randomised_generator()
+    evil = _EvalEvil(marker) if where == "eval" else _Evil(marker)
+    folder = _write_lama_folder(
+        tmp_path,
+        gen,
+        hyper_parameters={"config": _dictconfig(foreign_classes), "x": evil if where != "state_dict" else 1},
+        state_update={"generator.model.1.ffc.convl2l.weight": evil} if where == "state_dict" else None,
+    )
+    with pytest.raises(LatentpaintError) as err:
+        load_lama_folder(folder)
+    message = str(err.value)
+    assert "\n" not in message and "refusing" in message
+    assert ("builtins.eval" if where == "eval" else "system") in message
+    assert not marker.exists()
+
+
+def test_unsupported_generator_config_is_one_line_error(tmp_path):
+    folder = _write_lama_folder(tmp_path, _randomised_generator())
+    (folder / "config.yaml").write_text(CONFIG_YAML.replace("kind: ffc_resnet", "kind: pix2pixhd_global"))
+    with pytest.raises(LatentpaintError, match="ffc_resnet") as err:
+        load_lama_folder(folder)
+    assert "\n" not in str(err.value)
+
+
+def test_interpolations_resolve_and_others_stay_strings():
+    import yaml
+
+    config = yaml.safe_load(CONFIG_YAML)
+    overrides = generator_overrides(config, "config.yaml")
+    assert overrides["ratio_g"] == 0.75 and overrides["out_activation"] == "sigmoid"
+    assert config["losses"]["resnet_pl"]["weights_path"] == "${env:TORCH_HOME}"
+    config["generator"]["add_out_act"] = True  # LaMa: True means tanh
+    assert generator_overrides(config, "config.yaml")["out_activation"] == "tanh"
+
+
+def test_missing_checkpoint_and_wrong_architecture(tmp_path):
+    folder = _write_lama_folder(tmp_path, _randomised_generator())
+    (folder / "config.yaml").write_text(CONFIG_YAML.replace("n_blocks: 2", "n_blocks: 3"))
+    with pytest.raises(LatentpaintError, match="another architecture"):
+        load_lama_folder(folder)
+    (folder / "models" / "best.ckpt").unlink()
+    with pytest.raises(LatentpaintError, match="best.ckpt is missing"):
+        load_lama_folder(folder)
+
+
+def test_truncated_lama_checkpoint(tmp_path, foreign_classes):
+    folder = _write_lama_folder(
+        tmp_path, _randomised_generator(), hyper_parameters=_dictconfig(foreign_classes)
+    )
+    ckpt_path = folder / "models" / "best.ckpt"
+    ckpt_path.write_bytes(ckpt_path.read_bytes()[:5000])
+    with pytest.raises(LatentpaintError, match="truncated") as err:
+        load_lama_folder(folder)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
+def test_torchscript_file_is_refused_clearly(tmp_path):
+    path = tmp_path / "big-lama.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(4, 3, 1), torch.zeros(1, 4, 8, 8)), str(path))
+    with pytest.raises(LatentpaintError, match="TorchScript"):
+        read_lightning_checkpoint(path)
