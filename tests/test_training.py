@@ -1,5 +1,6 @@
 """Both training stages at 64 px on the built-in photos: presets, freezing, gradients, resume."""
 
+import json
 import subprocess
 import sys
 
@@ -13,8 +14,10 @@ from latentpaint.inference.checkpoints import load_torch_file, read_training_che
 from latentpaint.training.config import apply_overrides, list_presets, load_preset
 from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
 from latentpaint.training.runner import train
+from latentpaint.viz.figures import read_metric
 
 FAST = [
+    "trainer.log_every_n_steps=1",
     "data.size=64",
     "data.batch_size=2",
     "data.num_workers=0",
@@ -171,6 +174,10 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_
 
     a, b = load_torch_file(straight), load_torch_file(resumed)
     assert b["global_step"] == 4
+    # the log and the train time cover the steps before the interruption too
+    assert json.loads((tmp_path / "b" / "timing.json").read_text())["steps"] == 4
+    steps, _ = read_metric(tmp_path / "b" / "logs" / "metrics.csv", "train/latent_l1")
+    assert steps == read_metric(tmp_path / "a" / "logs" / "metrics.csv", "train/latent_l1")[0] and min(steps) < 2
     worst = max(
         (a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -10,26 +11,39 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from latentpaint.files import atomic_write
 
 
 class StepTimer(L.Callback):
-    """Logs wall time per optimiser step and images/s; writes the run's train time to `timing.json`."""
+    """Logs wall time per optimiser step and images/s; writes the run's train time to `timing.json`.
+
+    The step times travel inside checkpoints (callback state), so a resumed run reports the time of every
+    step that produced its weights; steps redone after a kill are counted once.
+    """
 
     def __init__(self, out_dir: Path, batch_size: int):
         self.out_dir, self.batch_size = Path(out_dir), batch_size
         self.step_times: list[float] = []
         self._t0 = 0.0
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_times": list(self.step_times)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.step_times = list(state_dict.get("step_times", []))
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if torch.cuda.is_available() and pl_module.device.type == "cuda":
+        if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if torch.cuda.is_available() and pl_module.device.type == "cuda":
+        if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         dt = time.perf_counter() - self._t0
         self.step_times.append(dt)
@@ -42,18 +56,35 @@ class StepTimer(L.Callback):
         if not trainer.is_global_zero or not self.step_times:
             return
         steps = sorted(self.step_times[1:] or self.step_times)  # the first step pays for warm-up
-        summary: dict[str, Any] = {
+        summary = {
             "steps": len(self.step_times),
             "train_time_s": sum(self.step_times),
             "median_step_s": steps[len(steps) // 2],
             "images_per_s": self.batch_size * trainer.world_size / steps[len(steps) // 2],
         }
-        path = self.out_dir / "timing.json"
-        if path.exists():  # a resumed run adds to the time already spent
-            previous = json.loads(path.read_text())
-            summary["train_time_s"] += previous.get("train_time_s", 0.0)
-            summary["steps"] += previous.get("steps", 0)
-        atomic_write(path, lambda p: p.write_text(json.dumps(summary, indent=2)))
+        atomic_write(self.out_dir / "timing.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run must append to it instead."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = sorted(csv.DictReader(f).fieldnames or [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger whose `metrics.csv` survives `--resume`; rows of steps redone after a kill appear twice
+    (with the same values, training being deterministic) and readers keep the last one per step."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

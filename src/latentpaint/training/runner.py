@@ -9,12 +9,11 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 
 from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
 from latentpaint.training.autoencoder import AutoencoderSystem
-from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, StepTimer
+from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, ResumableCSVLogger, StepTimer
 from latentpaint.training.config import save_config
 from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
 
@@ -77,8 +76,9 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
         num_nodes=t["num_nodes"],
         strategy=t["strategy"],
         precision=t["precision"],
-        logger=CSVLogger(out_dir, name="logs", version=""),
-        callbacks=[checkpoints, timer, FiniteLossGuard()] + ([TQDMProgressBar()] if t["progress_bar"] else []),
+        logger=ResumableCSVLogger(out_dir, name="logs", version=""),
+        callbacks=[checkpoints, timer, FiniteLossGuard()]
+        + ([TQDMProgressBar()] if t["progress_bar"] else []),
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=t["log_every_n_steps"],
         enable_progress_bar=t["progress_bar"],

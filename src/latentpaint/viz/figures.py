@@ -21,14 +21,17 @@ def _pyplot():
 
 
 def read_metric(csv_path: str | Path, key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of one logged metric from a Lightning CSVLogger `metrics.csv`."""
-    steps, values = [], []
+    """(steps, values) of one logged metric from a Lightning CSVLogger `metrics.csv`.
+
+    A resumed run may have logged a step twice (before the kill and after); the last row wins.
+    """
+    by_step: dict[int, float] = {}
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
             if row.get(key):
-                steps.append(int(row["step"]))
-                values.append(float(row[key]))
-    return steps, values
+                by_step[int(row["step"])] = float(row[key])
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
 
 
 def _save(fig, path: Path) -> None:
