@@ -171,10 +171,10 @@ def _check_device(name: str) -> torch.device:
     return device
 
 
-def _finite(value: object) -> object:
+def finite_json(value: object) -> object:
     """Recursively turns NaN / infinity into None so the JSON is standard."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             "torchmetrics": importlib.metadata.version("torchmetrics"),
         },
     }
-    report = _finite(report)
+    report = finite_json(report)
     print(format_table(report))
     if args.out is not None:
         write_json_atomic(args.out, report)

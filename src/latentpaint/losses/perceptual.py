@@ -19,7 +19,7 @@ BACKBONES = {
 RANDOM_WEIGHTS = "random"  # untrained backbone: only for smoke tests, never for results
 
 
-def _resolve_weights(backbone: str, weights: str | None) -> Path | None:
+def resolve_weights(backbone: str, weights: str | None) -> Path | None:
     if weights == RANDOM_WEIGHTS:
         return None
     file_name, url = BACKBONES[backbone]
@@ -39,7 +39,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         if backbone not in BACKBONES:
             raise LatentpaintError(f"unknown perceptual backbone {backbone!r}; choose {', '.join(BACKBONES)}")
-        path = _resolve_weights(backbone, weights)
+        path = resolve_weights(backbone, weights)
         net = getattr(torchvision.models, backbone)(weights=None)
         if path is not None:
             from latentpaint.inference.checkpoints import load_torch_file
