@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import re
 import struct
 import zlib
 
@@ -109,6 +112,30 @@ def test_page_static_and_docs(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "multipart/form-data" in paths["/api/inpaint"]["post"]["requestBody"]["content"]
+
+
+def test_docs_load_nothing_from_elsewhere(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "://" not in page.text  # no absolute URL anywhere
+    # stylesheet, icon, script and the OpenAPI document: all paths on this server
+    urls = re.findall(r'(?:src|href)="([^"]*)"', page.text) + re.findall(r"url: '([^']*)'", page.text)
+    assert len(urls) == 4 and all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+    kinds = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 100, url
+        assert response.headers["content-type"].startswith(kinds[url[url.rindex(".") :]]), url
+    # the policy allows this page's one inline script by its hash, and no other
+    policy = page.headers["content-security-policy"]
+    (inline,) = re.findall(r"<script>(.*?)</script>", page.text, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}';" in policy and "unsafe-inline" not in policy
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+    # only the three files are served, looked up by name: not the rest of the package's folder
+    for name in ["redoc.standalone.js", "..%2F__init__.py", "missing.js"]:
+        assert client.get(f"/docs/assets/{name}").status_code == 404
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN
 
 
 def test_inpaint_changes_only_the_mask(client, image, mask):

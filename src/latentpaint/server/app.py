@@ -4,11 +4,15 @@ Everything a request sends is untrusted: bodies are counted while they arrive, i
 from the header before any pixel is decoded, and every decoding failure becomes a 4xx with one sentence
 in `{"detail": ...}`. One request at a time decodes and runs the model, so memory stays bounded by one
 image. Nothing a request names is used as a path: the page and its static files are held in memory.
+The API docs at `/docs` work offline: Swagger UI comes from the `fastapi-offline` package, not a CDN.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import re
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
@@ -47,6 +52,13 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 IMAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Swagger UI 5 (it renders the OpenAPI 3.1 FastAPI writes; 4.x refuses to), as shipped by fastapi-offline
+DOCS_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
+}
+DOCS_ASSETS = "/docs/assets"
 UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
@@ -188,6 +200,47 @@ def load_static() -> dict[str, tuple[bytes, str]]:
     return files
 
 
+def docs_page(openapi_url: str, title: str) -> tuple[bytes, dict[str, str]]:
+    """The Swagger UI page loading only this server's files, and its headers.
+
+    Its one inline script (the SwaggerUIBundle call) is allowed by its hash, so the policy still forbids
+    every other inline script; "Try it out" fetches from this server and shows PNG results as blob: URLs.
+    """
+    html = get_swagger_ui_html(
+        openapi_url=openapi_url,
+        title=f"{title} - API docs",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        oauth2_redirect_url=None,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+    ).body
+    inline = re.findall(rb"<script>(.*?)</script>", html, flags=re.DOTALL)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'" for script in inline
+    )
+    headers = {
+        "Content-Security-Policy": (
+            f"default-src 'self'; script-src 'self' {hashes}; img-src 'self' blob: data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+    return html, headers
+
+
+def load_docs_assets() -> dict[str, tuple[bytes, str]]:
+    """Swagger UI's script, stylesheet and icon, read once from `fastapi_offline`: name -> (content, type)."""
+    try:
+        folder = resources.files("fastapi_offline") / "static"
+    except ModuleNotFoundError:
+        raise LatentpaintError(
+            "the API docs need the 'serve' extra (fastapi-offline is missing): pip install 'latentpaint[serve]'"
+        ) from None
+    return {name: ((folder / name).read_bytes(), media_type) for name, media_type in DOCS_FILES.items()}
+
+
 def model_info(inpainter: Inpainter) -> dict[str, Any]:
     """What /api/health says about the model: its config, size and device."""
     network = inpainter.network
@@ -206,8 +259,12 @@ def create_app(
         title="latentpaint",
         description="Image inpainting in the latent space of a frozen autoencoder.",
         version="0.1.0",
+        docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN; ours is served below
+        redoc_url=None,
     )
     static = load_static()
+    docs_html, docs_headers = docs_page(app.openapi_url, app.title)
+    docs_assets = load_docs_assets()
     model_lock = threading.Lock()  # one request at a time decodes and runs the model
     info = model_info(inpainter)
 
@@ -269,6 +326,17 @@ def create_app(
             raise HTTPException(404, "no such file")
         content, media_type = static[name]
         return Response(content, media_type=media_type, headers=PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_html, headers=docs_headers)
+
+    @app.get(DOCS_ASSETS + "/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> Response:
+        if name not in docs_assets:
+            raise HTTPException(404, "no such file")
+        content, media_type = docs_assets[name]
+        return Response(content, media_type=media_type, headers=docs_headers)
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:

@@ -52,6 +52,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     resume = None
     if args.resume:
         resume = last_checkpoint(out) if args.resume == "last" else Path(args.resume)
+        if not resume.is_file():
+            raise LatentpaintError(f"nothing to resume: no checkpoint {resume} yet")
         if args.resume != "last" and not args.out:
             out = resume.parent.parent
         # a checkpoint carries its run's configuration: resuming never depends on today's flags

@@ -40,6 +40,8 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
     # frozen encoder/decoder are in eval mode on purpose (their BatchNorm statistics must not move)
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # the post-step state it warns about is exactly what resuming needs
+    warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
     out_dir = Path(out_dir)
     L.seed_everything(config["seed"], workers=True, verbose=False)
     ckpt_path = None
@@ -67,6 +69,9 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
         monitor="step",
         mode="max",
         save_last=True,
+        # always overwrite last.ckpt: with the counter, a second run in the folder (or a resume through
+        # another path) writes last-v1.ckpt and `--resume` would pick up the stale last.ckpt
+        enable_version_counter=False,
     )
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -89,6 +94,9 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
     )
     if trainer.is_global_zero:
         save_config(config, out_dir / "config.yaml")
+        # a SIGKILL during a checkpoint write leaves its temp file behind (never a broken .ckpt)
+        for stale in (out_dir / CHECKPOINT_DIR).glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     trainer.fit(system, datamodule=data, ckpt_path=ckpt_path)
     final = last_checkpoint(out_dir)
     trainer.save_checkpoint(final, weights_only=False)
