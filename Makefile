@@ -34,5 +34,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# the numbers in docs/benchmarks.md (tens of minutes on 2 CPU cores)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_step.py --arch thesis --size 256 --batch 8 --steps 20 --with-lama-full --data
+	$(BIN)/python benchmarks/inference.py --arch big-lama --sizes 256,512,1024 --channels-last --compile
+	$(BIN)/python benchmarks/load_server.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo
