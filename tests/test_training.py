@@ -177,7 +177,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_
     # the log and the train time cover the steps before the interruption too
     assert json.loads((tmp_path / "b" / "timing.json").read_text())["steps"] == 4
     steps, _ = read_metric(tmp_path / "b" / "logs" / "metrics.csv", "train/latent_l1")
-    assert steps == read_metric(tmp_path / "a" / "logs" / "metrics.csv", "train/latent_l1")[0] and min(steps) < 2
+    assert (
+        steps == read_metric(tmp_path / "a" / "logs" / "metrics.csv", "train/latent_l1")[0] and min(steps) < 2
+    )
     worst = max(
         (a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"]
     )
@@ -221,3 +223,17 @@ def test_ddp_two_cpu_processes(autoencoder_ckpt, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     ckpt = load_torch_file(tmp_path / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 2
+
+
+def test_disk_full_while_checkpointing_is_one_line(autoencoder_ckpt, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import latentpaint.training.callbacks as callbacks
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "checkpoints"))
+
+    monkeypatch.setattr(callbacks, "atomic_write", full)
+    code = main(["train", "autoencoder", "--out", str(tmp_path), "--set", *FAST, "trainer.max_steps=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "No space left" in err[0] and "Traceback" not in err[0]

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except LatentpaintError as exc:
         print(f"latentpaint {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, permission denied, ...: the system's sentence names the file
+        print(f"latentpaint {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"latentpaint {args.command}: interrupted", file=sys.stderr)
         return 130

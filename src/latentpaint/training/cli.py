@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     """(config, run folder, checkpoint to resume from) for the parsed command line."""
     from latentpaint.inference.checkpoints import read_training_checkpoint
-    from latentpaint.training.config import apply_overrides, load_preset
+    from latentpaint.training.config import DEFAULTS, apply_overrides, deep_merge, load_preset
     from latentpaint.training.runner import last_checkpoint
 
     name = args.config or ("autoencoder" if args.stage == "autoencoder" else "latent-control")
@@ -58,6 +58,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
             out = resume.parent.parent
         # a checkpoint carries its run's configuration: resuming never depends on today's flags
         config, _ = read_training_checkpoint(resume)
+        try:  # checked like a preset, so another project's `config` hyperparameter is one clear error
+            config = deep_merge(DEFAULTS, config)
+        except LatentpaintError as exc:
+            raise LatentpaintError(f"{resume} does not hold a latentpaint run config: {exc}") from None
     else:
         config = load_preset(name)
         sets = list(args.set)

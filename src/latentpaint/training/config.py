@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "num_nodes": 1,
         "strategy": "auto",
         "progress_bar": True,
+        "tensorboard": False,  # also log to TensorBoard (needs the tensorboard package)
     },
 }
 

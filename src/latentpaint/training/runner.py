@@ -25,6 +25,21 @@ def last_checkpoint(out_dir: Path) -> Path:
     return Path(out_dir) / CHECKPOINT_DIR / LAST
 
 
+def loggers(out_dir: Path, tensorboard: bool) -> list:
+    """CSV logs always (the report and demo read them); TensorBoard on request."""
+    chosen = [ResumableCSVLogger(out_dir, name="logs", version="")]
+    if tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        try:
+            chosen.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
+        except ModuleNotFoundError:
+            raise LatentpaintError(
+                "trainer.tensorboard=true needs the tensorboard package: pip install tensorboard"
+            ) from None
+    return chosen
+
+
 def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
     if config["stage"] == "autoencoder":
         return AutoencoderSystem(config)
@@ -81,7 +96,7 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
         num_nodes=t["num_nodes"],
         strategy=t["strategy"],
         precision=t["precision"],
-        logger=ResumableCSVLogger(out_dir, name="logs", version=""),
+        logger=loggers(out_dir, t["tensorboard"]),
         callbacks=[checkpoints, timer, FiniteLossGuard()]
         + ([TQDMProgressBar()] if t["progress_bar"] else []),
         plugins=[AtomicCheckpointIO()],
