@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,19 @@ import torch
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import atomic_write
+
+
+def error_reason(exc: BaseException) -> str:
+    """The line of an exception's message that says what went wrong, for a one-line error.
+
+    torch's weights_only errors open with advice to retry with weights_only=False, which a user must not
+    follow for an untrusted file: that line is skipped.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the doc"))]
+    if not useful or isinstance(exc, LookupError):  # a bare key or index says nothing on its own
+        return ": ".join([type(exc).__name__, *useful[:1]])
+    return useful[0]
 
 
 def load_torch_file(path: str | Path) -> dict[str, Any]:
@@ -26,17 +39,16 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else "unsupported object"
-        if "GLOBAL" in str(exc) or "global" in str(exc).lower():
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if unsafe:
             raise LatentpaintError(
-                f"refusing to load {path}: it carries pickled Python objects that could run code ({detail}); "
-                "only plain tensors and containers are accepted"
+                f"refusing to load {path}: it references {unsafe[1]}, which is neither a tensor nor a plain "
+                "container and could run code when unpickled"
             ) from None
-        raise LatentpaintError(f"cannot read checkpoint {path}: {detail}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LatentpaintError(f"cannot read checkpoint {path}: {error_reason(exc)}") from None
+    except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
         raise LatentpaintError(
-            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {detail}"
+            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
         ) from None
     if not isinstance(data, dict):
         raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")
@@ -151,7 +163,7 @@ def load_training_network(path: str | Path):
     config, state = read_training_checkpoint(path)
     if config.get("stage") != "inpainting":
         raise LatentpaintError(
-            f"{path} is a {config.get('stage')} checkpoint; inpainting needs a stage-2 (inpainting) one"
+            f"{path} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"
         )
     m = config["model"]
     network = network_from_config(

@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.checkpoints import load_state_strict, load_torch_file, strip_prefix
+from latentpaint.inference.checkpoints import error_reason, load_state_strict, load_torch_file, strip_prefix
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = Path("models") / "best.ckpt"
@@ -150,10 +150,9 @@ def read_lightning_checkpoint(path: str | Path) -> tuple[dict[str, Any], set[str
             f"refusing to load {path}: it references {exc.name}, which is neither a tensor nor a "
             "Lightning/OmegaConf object and could run code when unpickled"
         ) from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
         raise LatentpaintError(
-            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {detail}"
+            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
         ) from None
     if not isinstance(data, dict):
         raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.checkpoints import read_training_checkpoint, strip_prefix
+from latentpaint.inference.checkpoints import load_state_strict, read_training_checkpoint, strip_prefix
 from latentpaint.losses.adversarial import discriminator_loss, feature_matching_loss, generator_loss
 from latentpaint.losses.latent import latent_l1
 from latentpaint.losses.perceptual import PerceptualLoss
@@ -65,7 +65,7 @@ class InpaintingSystem(L.LightningModule):
         # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
         autoencoder = FFCResNetGenerator(**{**self.network.generator.config, "input_nc": 3})
         if autoencoder_state is not None:
-            autoencoder.load_state_dict(autoencoder_state)
+            load_state_strict(autoencoder, autoencoder_state, config["autoencoder"])
             init_from_autoencoder(self.network, autoencoder)
         elif (m["freeze_autoencoder"] or self.use_latent) and not restoring:
             raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
