@@ -47,9 +47,18 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
             ) from None
         raise LatentpaintError(f"cannot read checkpoint {path}: {error_reason(exc)}") from None
     except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
-        raise LatentpaintError(
-            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
-        ) from None
+        raise damaged_checkpoint(path, exc) from None
+    return ensure_dict(data, path)
+
+
+def damaged_checkpoint(path: Path, exc: Exception) -> LatentpaintError:
+    """The one-line error for a file torch's reader chokes on."""
+    return LatentpaintError(
+        f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
+    )
+
+
+def ensure_dict(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")
     return data

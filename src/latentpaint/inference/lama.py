@@ -39,7 +39,13 @@ import torch
 import yaml
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.checkpoints import error_reason, load_state_strict, load_torch_file, strip_prefix
+from latentpaint.inference.checkpoints import (
+    damaged_checkpoint,
+    ensure_dict,
+    load_state_strict,
+    load_torch_file,
+    strip_prefix,
+)
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = Path("models") / "best.ckpt"
@@ -151,12 +157,8 @@ def read_lightning_checkpoint(path: str | Path) -> tuple[dict[str, Any], set[str
             "Lightning/OmegaConf object and could run code when unpickled"
         ) from None
     except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
-        raise LatentpaintError(
-            f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
-        ) from None
-    if not isinstance(data, dict):
-        raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")
-    return data, foreign
+        raise damaged_checkpoint(path, exc) from None
+    return ensure_dict(data, path), foreign
 
 
 def raise_if_torchscript(path: str | Path) -> None:
