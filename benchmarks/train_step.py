@@ -129,6 +129,8 @@ def main(argv=None) -> dict:
     batch["mask"][..., args.size // 4 : 3 * args.size // 4, args.size // 4 : args.size // 2] = 1
     stage1 = FFCResNetGenerator(**{**load_generator_config(args.arch), "input_nc": 3}).state_dict()
     systems = {p: build_system(p, args, stage1) for p in presets}
+    # before any training step: loader workers forked from a process whose OpenMP pool has run can hang
+    data_ips = time_data_pipeline(args) if args.data else None
 
     times: dict[str, list[float]] = {p: [] for p in presets}
     peaks: dict[str, int] = {}
@@ -154,8 +156,7 @@ def main(argv=None) -> dict:
             "step_s": step, "ratio": step / base, "images_per_s": args.batch / step,
             "peak_memory_mb": peaks[preset] / 2**20, "timed_steps": len(times[preset]),
         }  # fmt: skip
-    if args.data:
-        data_ips = time_data_pipeline(args)
+    if data_ips is not None:
         fastest = max(r["images_per_s"] for r in results["presets"].values())
         results["data_pipeline"] = {
             "images_per_s": data_ips,

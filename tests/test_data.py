@@ -385,3 +385,19 @@ def test_evaluation_mask_size_mismatch(tmp_path):
     save_image(tmp_path / "eval" / "b_mask000.png", np.zeros((5, 5), np.uint8))
     with pytest.raises(LatentpaintError, match="b_mask000.png is 5x5 but its image is 24x20"):
         EvaluationDataset(tmp_path / "eval")[2]
+
+
+@pytest.mark.timeout(60)
+def test_loader_workers_start_after_the_process_has_computed():
+    """A second training in one process (experiment, demo) forks workers after torch and OpenCV ran:
+    the workers must still deliver (configuring OpenCV inside a forked worker used to kill or hang it)."""
+    import cv2
+    import torch
+
+    from latentpaint.data.datamodule import InpaintingDataModule
+
+    torch.nn.functional.conv2d(torch.rand(4, 32, 96, 96), torch.rand(32, 32, 3, 3))
+    cv2.resize(np.zeros((512, 512, 3), np.uint8), (300, 300))
+    loader = InpaintingDataModule("builtin", 256, 2, 2, "wide", seed=0, max_steps=4).train_dataloader()
+    batches = [batch for _, batch in zip(range(3), loader)]
+    assert len(batches) == 3 and batches[0]["image"].shape == (2, 3, 256, 256)

@@ -11,12 +11,6 @@ from latentpaint.data.datasets import StepSampler, TrainingDataset
 from latentpaint.errors import LatentpaintError
 
 
-def _worker_init(_: int) -> None:
-    # each loader worker is its own process: OpenCV's and torch's thread pools would oversubscribe the cores
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def completed_batches(trainer: L.Trainer | None) -> int:
     """Training batches this run (restored from its checkpoint) has already consumed; 0 without a trainer."""
     if trainer is None:
@@ -61,6 +55,11 @@ class InpaintingDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
+        if self.num_workers > 0:
+            # one OpenCV thread per worker process (torch's DataLoader already does this for torch); it must
+            # be set here, before the fork: calling it inside a forked worker whose parent's OpenCV pool has
+            # run kills or hangs the worker
+            cv2.setNumThreads(1)
         trainer = self.trainer
         start = completed_batches(trainer)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -76,5 +75,4 @@ class InpaintingDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            worker_init_fn=_worker_init if self.num_workers > 0 else None,
         )
