@@ -37,7 +37,7 @@ format: $(STAMP)
 # the numbers in docs/benchmarks.md (tens of minutes on 2 CPU cores)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py --arch thesis --size 256 --batch 8 --steps 20 --with-lama-full --data
-	$(BIN)/python benchmarks/inference.py --arch big-lama --sizes 256,512,1024 --channels-last --compile
+	$(BIN)/python benchmarks/inference.py --arch big-lama --sizes 256,512,1024 --reps 3 --compile
 	$(BIN)/python benchmarks/load_server.py
 
 clean:

@@ -86,6 +86,11 @@ class Inpainter:
         mask_p = pad_to_multiple(mask, self.multiple)
         x = torch.from_numpy(image_p).permute(2, 0, 1)[None].float().div_(255).to(self.device)
         m = torch.from_numpy(mask_p)[None, None].to(self.device)
+        if self.optimized:  # the optimised network is channels-last; convert the inputs once, here
+            x, m = (
+                x.contiguous(memory_format=torch.channels_last),
+                m.contiguous(memory_format=torch.channels_last),
+            )
         return x, m
 
     @torch.inference_mode()
