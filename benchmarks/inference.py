@@ -120,6 +120,7 @@ def main(argv=None) -> dict:
                 times[name].append(time.perf_counter() - t0)
         eager_s = median(times["eager"])
         row = {
+            "logit_scale": logit_scale,
             "eager_s": eager_s,
             "eager_images_per_s": 1 / eager_s,
             "peak_rss_mb": {k: v / 2**20 for k, v in peaks.items()},

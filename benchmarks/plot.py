@@ -31,7 +31,7 @@ def main(train_json: str, inference_json: str, out_png: str) -> None:
     eager = [infer["sizes"][s]["eager_s"] for s in sizes]
     right.plot(sizes, eager, "o-", label="eager")
     for key, label in (
-        ("optimized_s", "optimised (BN folded)"),
+        ("optimized_s", "optimised (BN folded + channels-last)"),
         ("optimized_compile_s", "optimised + torch.compile"),
     ):
         if all(key in infer["sizes"][s] for s in sizes):

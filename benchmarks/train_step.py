@@ -69,7 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="timed steps per preset (split over the rounds)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per preset and round")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--presets", default=",".join(TABLE_5_1))
+    p.add_argument(
+        "--presets",
+        default=",".join(TABLE_5_1),
+        help="comma-separated; PRESET+key=value variants too, e.g. latent-alpha+model.train_first_conv=false "
+        "(frozen encoder, no mask path: only the refiner trains, the floor any latent preset can reach)",
+    )
     p.add_argument("--with-lama-full", action="store_true", help="also lama-full and lama-full-framework")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--data", action="store_true", help="also time the data pipeline alone")
@@ -79,10 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_system(preset: str, args: argparse.Namespace, stage1: dict) -> InpaintingSystem:
+    """`preset`, or `preset+key=value+...` for a variant (e.g. the refiner-only floor below)."""
+    name, *overrides = preset.split("+")
     config = apply_overrides(
-        load_preset(preset),
+        load_preset(name),
         [f"model.arch={args.arch}", f"data.size={args.size}", f"data.batch_size={args.batch}",
-         "loss.perceptual_weights=random"],  # untrained backbone: the same arithmetic as real weights
+         "loss.perceptual_weights=random", *overrides],  # untrained backbone: same arithmetic as real weights
     )  # fmt: skip
     return InpaintingSystem(config, stage1)
 
