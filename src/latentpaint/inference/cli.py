@@ -81,7 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--refine", action="store_true", help="LaMa's multi-scale feature refinement (slow)")
     p.add_argument("--resize-mask", action="store_true", help="resize masks of another size (nearest)")
-    p.add_argument("--optimize", action="store_true", help="fold BatchNorm for faster inference")
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help="BatchNorm folded + channels-last: faster, same result within 1e-4",
+    )
     p.add_argument("--method", choices=METHODS, default="model", help="default: model")
     p.set_defaults(func=predict_command)
 

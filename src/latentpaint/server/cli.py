@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--optimize", action="store_true", help="BatchNorm folded + channels-last (faster)")
     parser.add_argument(
         "--max-upload-mb", type=float, default=20, help="largest request body in MiB (default: 20)"
     )
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.inference.inpainter import Inpainter
 
     check_device(args.device)
-    inpainter = Inpainter.from_pretrained(args.model, device=args.device)  # before listening: fail fast
+    # before listening: fail fast
+    inpainter = Inpainter.from_pretrained(args.model, device=args.device, optimize=args.optimize)
     app = create_app(
         inpainter,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
