@@ -51,13 +51,11 @@ def prepare_data(out: Path, size: int, seed: int) -> tuple[Path, list[tuple[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from latentpaint.data.images import save_image
     from latentpaint.evaluation.classical import opencv_inpaint
     from latentpaint.evaluation.metrics import psnr, ssim
     from latentpaint.inference.checkpoints import load_training_network, save_release
-    from latentpaint.inference.inpainter import Inpainter
+    from latentpaint.inference.inpainter import Inpainter, image_to_tensor
     from latentpaint.training.config import apply_overrides, load_preset
     from latentpaint.training.runner import train
     from latentpaint.viz.figures import image_grid, plot_loss_curves, read_metric
@@ -98,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
                               ("telea", telea), ("latent_damage", damage), ("original", crop)):  # fmt: skip
             save_image(out / "results" / f"{name}_{suffix}.png", image)
         rows.append([masked, result, telea, damage, crop])
-        target = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+        target = image_to_tensor(crop)
         for label, image in (("latent-control", result), ("opencv-telea", telea)):
-            pred = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+            pred = image_to_tensor(image)
             scores[label].append((float(psnr(pred, target)[0]), float(ssim(pred, target)[0])))
     image_grid(rows, ["masked input", "latent-control", "OpenCV Telea", "D(E(gt)-E(masked))", "ground truth"],
                out / "samples.png", row_labels=[n for n, _, _ in held_out])  # fmt: skip

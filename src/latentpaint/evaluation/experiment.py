@@ -322,16 +322,14 @@ def predict_and_score(
     import torch
 
     from latentpaint.data.images import load_mask, load_rgb, save_image
-
-    def tensor(image):
-        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    from latentpaint.inference.inpainter import image_to_tensor
 
     suite.reset()
     for image_path, mask_path in pairs:
         image, mask = load_rgb(image_path), load_mask(mask_path)
         result = predict(image, mask)
         save_image(pred_dir / mask_path.relative_to(eval_dir).with_suffix(".png"), result)
-        suite.update(tensor(result), tensor(image), torch.from_numpy(mask)[None, None])
+        suite.update(image_to_tensor(result), image_to_tensor(image), torch.from_numpy(mask)[None, None])
     results = suite.compute()
     return {"total": results["total"], "count": results["count"]}
 

@@ -27,6 +27,23 @@ def pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
     return array
 
 
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float (1, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
+
+
+def tensor_to_image(t: torch.Tensor, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """The first image of a (B, 3, H', W') batch in [0, 1], cropped to (height, width) -> uint8 (H, W, 3)."""
+    return (t[0, :, :height, :width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray) -> None:
+    if image.shape[:2] != mask.shape:
+        raise LatentpaintError(
+            f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size {image.shape[1]}x{image.shape[0]}"
+        )
+
+
 def to_rgb_array(image) -> np.ndarray:
     """PIL image or uint8 array (H, W[, C]) -> uint8 (H, W, 3)."""
     if isinstance(image, Image.Image):
@@ -82,9 +99,10 @@ class Inpainter:
         return cls(load_network(path), device=device, optimize=optimize)
 
     def _tensors(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        check_same_size(image, mask)
         image_p = pad_to_multiple(image, self.multiple)
         mask_p = pad_to_multiple(mask, self.multiple)
-        x = torch.from_numpy(image_p).permute(2, 0, 1)[None].float().div_(255).to(self.device)
+        x = image_to_tensor(image_p).to(self.device)
         m = torch.from_numpy(mask_p)[None, None].to(self.device)
         if self.optimized:  # the optimised network is channels-last; convert the inputs once, here
             x, m = (
@@ -96,15 +114,11 @@ class Inpainter:
     @torch.inference_mode()
     def predict_array(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) image + float (H, W) mask -> inpainted uint8 (H, W, 3)."""
-        if image.shape[:2] != mask.shape:
-            raise LatentpaintError(
-                f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size {image.shape[1]}x{image.shape[0]}"
-            )
+        check_same_size(image, mask)
         if not mask.any():
             return image.copy()
         x, m = self._tensors(image, mask)
-        pred = self.network(x, m)[0, :, : image.shape[0], : image.shape[1]]
-        pred = (pred.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        pred = tensor_to_image(self.network(x, m), *image.shape[:2])
         return np.where(mask[..., None] > 0, pred, image)
 
     def __call__(self, image, mask):
@@ -116,8 +130,5 @@ class Inpainter:
     def latent_damage(self, image, mask) -> np.ndarray:
         """D(E(gt) - E(masked)) as a uint8 picture of the input size (the thesis' damage map)."""
         image, mask = to_rgb_array(image), to_mask_array(mask)
-        if image.shape[:2] != mask.shape:
-            raise LatentpaintError("mask and image sizes differ")
         x, m = self._tensors(image, mask)
-        out = latent_damage(self.network, x, m)[0, :, : image.shape[0], : image.shape[1]]
-        return (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        return tensor_to_image(latent_damage(self.network, x, m), *image.shape[:2])

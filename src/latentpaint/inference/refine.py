@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.inference.inpainter import image_to_tensor, tensor_to_image
 
 EPS = 1e-8
 
@@ -182,8 +183,7 @@ def refine_array(inpainter, image: np.ndarray, mask: np.ndarray, **kwargs) -> np
     if not (mask > 0).any():
         return image.copy()
     device = inpainter.device
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = image_to_tensor(image).to(device)
     m = torch.from_numpy((mask > 0).astype(np.float32))[None, None].to(device)
-    out = refine_inpaint(inpainter.network, x, m, **kwargs)[0]
-    out = (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    out = tensor_to_image(refine_inpaint(inpainter.network, x, m, **kwargs))
     return np.where(mask[..., None] > 0, out, image)

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from latentpaint.data.images import load_mask, load_rgb
     from latentpaint.errors import LatentpaintError
-    from latentpaint.inference.inpainter import pad_to_multiple
+    from latentpaint.inference.inpainter import image_to_tensor, pad_to_multiple, tensor_to_image
     from latentpaint.viz.figures import image_grid
     from latentpaint.viz.latent import latent_damage, latent_repair
 
@@ -62,20 +62,17 @@ def run(args: argparse.Namespace) -> int:
         )
     h, w = mask.shape
     multiple = 2**network.generator.n_downsampling
-    x = torch.from_numpy(pad_to_multiple(image, multiple)).permute(2, 0, 1)[None].float() / 255
+    x = image_to_tensor(pad_to_multiple(image, multiple))
     m = torch.from_numpy(pad_to_multiple(mask, multiple))[None, None]
-
-    def to_uint8(t: torch.Tensor) -> np.ndarray:
-        return (t[0, :, :h, :w].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
     panels = [image, (mask * 255).astype(np.uint8), (image * (1 - mask[..., None])).astype(np.uint8)]
     titles = ["image", "mask", "masked", "D(E(gt) - E(masked))"]
     with torch.no_grad():
-        panels.append(to_uint8(latent_damage(network, x, m)))
+        panels.append(tensor_to_image(latent_damage(network, x, m), h, w))
         if trained:
-            panels.append(to_uint8(latent_repair(network, x, m)))
+            panels.append(tensor_to_image(latent_repair(network, x, m), h, w))
             titles.append("D(R(z) - z)")
-            panels.append(to_uint8(network.inpaint(x, m)))
+            panels.append(tensor_to_image(network.inpaint(x, m), h, w))
             titles.append("inpainted")
     image_grid([panels], titles, args.out)
     print(f"wrote {args.out}")
