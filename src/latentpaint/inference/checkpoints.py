@@ -169,7 +169,11 @@ def load_release(folder: str | Path):
 
 def load_training_network(path: str | Path):
     """The `InpaintingNetwork` of a stage-2 training checkpoint."""
-    config, state = read_training_checkpoint(path)
+    return training_network(*read_training_checkpoint(path), path)
+
+
+def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], path: str | Path):
+    """The `InpaintingNetwork` of an already read stage-2 checkpoint (`read_training_checkpoint`)."""
     if config.get("stage") != "inpainting":
         raise LatentpaintError(
             f"{path} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"

@@ -25,19 +25,28 @@ def register(subparsers) -> None:
 
 def load_for_visualization(path: str | Path):
     """(network, has_trained_refiner): a stage-1 autoencoder gets an identity mask path and no refiner panel."""
-    from latentpaint.inference.checkpoints import load_network, read_training_checkpoint, strip_prefix
+    from latentpaint.inference.checkpoints import (
+        load_network,
+        load_state_strict,
+        read_training_checkpoint,
+        strip_prefix,
+        training_network,
+    )
+    from latentpaint.inference.lama import raise_if_torchscript
     from latentpaint.models.network import InpaintingNetwork
 
     path = Path(path)
-    if path.is_file():
-        config, state = read_training_checkpoint(path)
-        if config.get("stage") == "autoencoder":
-            m = config["model"]
-            # mask control starts as an exact identity, so E(masked) is the plain stage-1 encoder
-            network = InpaintingNetwork(m["arch"], "control", **{**m["overrides"], "input_nc": 3})
-            network.generator.load_state_dict(strip_prefix(state, "generator."))
-            return network.eval(), False
-    return load_network(path).eval(), True
+    if not path.is_file():
+        return load_network(path).eval(), True  # release or LaMa folder
+    raise_if_torchscript(path)
+    config, state = read_training_checkpoint(path)  # read once, whichever stage it is
+    if config.get("stage") != "autoencoder":
+        return training_network(config, state, path).eval(), True
+    m = config["model"]
+    # mask control starts as an exact identity, so E(masked) is the plain stage-1 encoder
+    network = InpaintingNetwork(m["arch"], "control", **{**m["overrides"], "input_nc": 3})
+    load_state_strict(network.generator, strip_prefix(state, "generator."), path)
+    return network.eval(), False
 
 
 def run(args: argparse.Namespace) -> int:
