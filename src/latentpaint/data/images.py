@@ -56,7 +56,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise LatentpaintError(f"cannot read image {path}: {reason}") from exc
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
+def to_uint8(array: np.ndarray) -> np.ndarray:
     """Brings 16-bit, 32-bit integer and float single-channel data to 0..255."""
     if array.dtype == np.uint8:
         return array
@@ -75,7 +75,7 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     image = _open(path, max_pixels)
     try:
         if image.mode in _SINGLE_CHANNEL_MODES and image.mode not in ("1", "L"):
-            grey = _to_uint8(np.asarray(image))
+            grey = to_uint8(np.asarray(image))
             return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
         # alpha is dropped, not composited: training and masks only ever see the colour channels
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()

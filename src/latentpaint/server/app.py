@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
+from latentpaint.data.images import to_uint8
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.inpainter import Inpainter
 
@@ -155,10 +156,7 @@ def to_uint8_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("1", "L"):
         return np.array(image.convert("L"))
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        array = np.asarray(image)
-        if image.mode == "F":
-            return (np.clip(np.nan_to_num(array), 0, 1) * 255 + 0.5).astype(np.uint8)
-        return (np.clip(array, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+        return to_uint8(np.asarray(image))
     try:
         return np.array(image.convert("RGB"))
     except (ValueError, OSError):  # a mode PIL cannot turn into RGB, e.g. LAB
