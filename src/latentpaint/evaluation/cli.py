@@ -159,18 +159,6 @@ def _batches(
         yield stack(batch)
 
 
-def _check_device(name: str) -> torch.device:
-    """The torch device called `name`, or an error when it does not exist on this machine."""
-    import torch
-
-    try:
-        device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, ValueError, AssertionError) as exc:
-        raise LatentpaintError(f"device {name!r} is not usable here: {str(exc).splitlines()[0]}") from exc
-    return device
-
-
 def finite_json(value: object) -> object:
     """Recursively turns NaN / infinity into None so the JSON is standard."""
     if isinstance(value, dict):
@@ -223,12 +211,13 @@ def run(args: argparse.Namespace) -> int:
 
     import latentpaint
     from latentpaint.data.datasets import find_pairs
+    from latentpaint.devices import resolve_device
     from latentpaint.evaluation.metrics import MetricSuite
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if args.batch_size < 1:
         raise LatentpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = _check_device(args.device)
+    device = resolve_device(args.device)
     # data problems first: they are cheaper to find than loading any network
     pairs = find_pairs(args.data)
     pred_paths = match_predictions(args.data, args.predictions, pairs)

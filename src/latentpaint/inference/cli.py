@@ -203,29 +203,6 @@ def _check_outputs(jobs: list[Job], output: Path) -> None:
 
 
 # -- predict -------------------------------------------------------------------------------------------
-def _torch_device(name: str):
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise LatentpaintError(f"unknown device {name!r} (e.g. cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LatentpaintError(f"--device {name}: PyTorch sees no CUDA GPU on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise LatentpaintError(f"--device {name}: Apple MPS is not available on this machine")
-    return device
-
-
-def _load_network(path: Path):
-    from latentpaint.inference.checkpoints import load_network
-    from latentpaint.inference.lama import raise_if_torchscript
-
-    if path.is_file():
-        raise_if_torchscript(path)
-    return load_network(path)
-
-
 def _predictor(args: argparse.Namespace):
     """(image uint8, mask float) -> uint8 for the chosen method."""
     from latentpaint.inference.hd import inpaint_hd
@@ -240,10 +217,12 @@ def _predictor(args: argparse.Namespace):
         return partial(opencv_inpaint, method=args.method.removeprefix("opencv-"))
     if args.model is None:
         raise LatentpaintError("--model is required with --method model")
+    from latentpaint.devices import resolve_device
+    from latentpaint.inference.checkpoints import load_network
     from latentpaint.inference.inpainter import Inpainter
 
     inpainter = Inpainter(
-        _load_network(args.model), device=_torch_device(args.device), optimize=args.optimize
+        load_network(args.model), device=resolve_device(args.device), optimize=args.optimize
     )
     predict = inpainter.predict_array
     if args.refine:
@@ -308,7 +287,9 @@ def predict_command(args: argparse.Namespace) -> int:
 # -- export --------------------------------------------------------------------------------------------
 def export_command(args: argparse.Namespace) -> int:
     """Runs `latentpaint export`."""
-    network = _load_network(args.checkpoint)
+    from latentpaint.inference.checkpoints import load_network
+
+    network = load_network(args.checkpoint)
     if args.format == "safetensors":
         from latentpaint.inference.checkpoints import save_release
 

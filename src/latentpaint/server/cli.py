@@ -44,20 +44,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_device(device: str) -> None:
-    """A one-line error for a device this machine cannot use, before anything is loaded."""
-    import torch
-
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, ValueError):
-        raise LatentpaintError(f"unknown device {device!r}; use e.g. cpu or cuda") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise LatentpaintError(f"device {device!r} asked for but no CUDA GPU is available")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise LatentpaintError(f"device {device!r} asked for but MPS is not available")
-
-
 def listen(host: str, port: int) -> socket.socket:
     """A bound, listening socket: a taken port is a one-line error here, not a uvicorn traceback."""
     try:
@@ -89,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise LatentpaintError(
             f"serving needs the 'serve' extra ({exc.name} is missing): pip install 'latentpaint[serve]'"
         ) from None
+    from latentpaint.devices import resolve_device
     from latentpaint.inference.inpainter import Inpainter
 
-    check_device(args.device)
+    resolve_device(args.device)
     # before listening: fail fast
     inpainter = Inpainter.from_pretrained(args.model, device=args.device, optimize=args.optimize)
     app = create_app(
