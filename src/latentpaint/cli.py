@@ -14,6 +14,7 @@ from latentpaint.errors import LatentpaintError
 
 # subcommand modules, in the order a user meets them
 SUBCOMMANDS = [
+    "latentpaint.data.photos",
     "latentpaint.masks",
     "latentpaint.training.cli",
     "latentpaint.evaluation.cli",

@@ -94,6 +94,7 @@ def network_from_config(config: dict):
             config["arch"],
             config["mask_mode"],
             bool(config.get("delta", False)),
+            config.get("prefill", "none"),
             **config.get("overrides", {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -124,11 +125,12 @@ def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Pat
 def release_config(network, **extra) -> dict:
     """What `config.json` records: the network's constructor arguments plus provenance (preset, ...)."""
     config = dict(network.config)
-    overrides = {k: v for k, v in config.items() if k not in ("arch", "mask_mode", "delta")}
+    overrides = {k: v for k, v in config.items() if k not in ("arch", "mask_mode", "delta", "prefill")}
     return {
         "arch": config["arch"],
         "mask_mode": config["mask_mode"],
         "delta": config["delta"],
+        "prefill": config.get("prefill", "none"),
         "overrides": overrides,
         **extra,
     }
@@ -180,7 +182,13 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
         )
     m = config["model"]
     network = network_from_config(
-        {"arch": m["arch"], "mask_mode": m["mask_mode"], "delta": m["delta"], "overrides": m["overrides"]}
+        {
+            "arch": m["arch"],
+            "mask_mode": m["mask_mode"],
+            "delta": m["delta"],
+            "prefill": m.get("prefill", "none"),
+            "overrides": m["overrides"],
+        }
     )
     load_state_strict(network, strip_prefix(state, "network."), path)
     return network

@@ -47,3 +47,32 @@ class NLayerDiscriminator(nn.Module):
             x = getattr(self, f"model{i}")(x)
             features.append(x)
         return features[-1], features[:-1]
+
+
+class LatentDiscriminator(nn.Module):
+    """A patch discriminator on latent features (local and global branches stacked as channels).
+
+    The thesis proposes adversarial losses in the latent space so that training never decodes. Latent
+    maps are 1/2**n_downsampling of the image (32x32 for a 256 px image), so two stride-1 convs around
+    one stride-2 conv already see the whole map; no normalisation, so the R1 penalty is per sample.
+    """
+
+    def __init__(self, in_channels: int, ndf: int = 64):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, ndf=ndf)
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(in_channels, ndf, 3, padding=1), nn.LeakyReLU(0.2, True)),
+                nn.Sequential(nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)),
+                nn.Sequential(nn.Conv2d(ndf * 2, ndf * 2, 3, padding=1), nn.LeakyReLU(0.2, True)),
+            ]
+        )
+        self.head = nn.Conv2d(ndf * 2, 1, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """z (B, C, h, w) -> patch logits (B, 1, h/2, w/2) and the intermediate features."""
+        features = []
+        for block in self.blocks:
+            z = block(z)
+            features.append(z)
+        return self.head(z), features

@@ -200,8 +200,8 @@ class ConcatTupleLayer(nn.Module):
 
 
 def features_to_tensor(x: Features) -> torch.Tensor:
-    """(local, global) features as one (B, C, H, W) tensor, e.g. for the latent loss."""
-    return ConcatTupleLayer()(x)
+    """(local, global) features as one (B, C, H, W) tensor, e.g. for the latent loss; tensors pass through."""
+    return x if torch.is_tensor(x) else ConcatTupleLayer()(x)
 
 
 def map_features(fn, *xs: Features) -> Features:

@@ -15,6 +15,23 @@ from torch import nn
 
 from latentpaint.models.ffc import FFC_BN_ACT, ConcatTupleLayer, Features, FFCResnetBlock, map_features
 
+UPSAMPLING = ("transpose", "resize")
+
+
+def upsampling_layer(cin: int, cout: int, kind: str) -> nn.Module:
+    """One 2x upsampling of the decoder.
+
+    `transpose` is LaMa's 3x3 stride-2 transposed convolution. Its kernel size is not divisible by its
+    stride, so neighbouring output pixels receive different numbers of weights: a checkerboard with the
+    period of the stride, repeated by each of the three upsamplings into the 8-pixel grid that small,
+    briefly trained models show (Odena et al. 2016, "Deconvolution and checkerboard artifacts").
+    `resize` upsamples by nearest neighbour and then convolves (3x3), which has no such pattern; its
+    weights sit one level deeper (big-lama: `model.24.1.weight`), so the two layouts never load into each other.
+    """
+    if kind == "transpose":
+        return nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+
 
 class FFCResNetGenerator(nn.Module):
     """LaMa generator: reflect-padded 7x7 stem, strided FFC downsampling, FFC ResNet, transposed-conv upsampling."""
@@ -30,12 +47,17 @@ class FFCResNetGenerator(nn.Module):
         enable_lfu: bool = False,
         max_features: int = 1024,
         out_activation: str = "sigmoid",
+        upsample: str = "transpose",
     ):
         super().__init__()
         self.config = dict(
             input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_downsampling=n_downsampling, n_blocks=n_blocks,
             ratio_g=ratio_g, enable_lfu=enable_lfu, max_features=max_features, out_activation=out_activation,
         )  # fmt: skip
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLING)}, not {upsample!r}")
+        if upsample != "transpose":  # LaMa's layout stays the default and is what its checkpoints hold
+            self.config["upsample"] = upsample
         self.n_downsampling, self.n_blocks = n_downsampling, n_blocks
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -63,7 +85,7 @@ class FFCResNetGenerator(nn.Module):
             cin = min(max_features, ngf * 2 ** (n_downsampling - i))
             cout = min(max_features, ngf * 2 ** (n_downsampling - i - 1))
             layers += [
-                nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1),
+                upsampling_layer(cin, cout, upsample),
                 nn.BatchNorm2d(cout),
                 nn.ReLU(True),
             ]

@@ -11,9 +11,11 @@ from latentpaint.models.delta import DeltaRefiner
 from latentpaint.models.ffc import Features, map_features
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.mask_control import MaskControl
+from latentpaint.models.prefill import pyramid_fill
 from latentpaint.models.registry import create_generator
 
 MaskMode = Literal["alpha", "control"]
+PREFILLS = ("none", "pyramid")
 
 
 class InpaintingNetwork(nn.Module):
@@ -22,17 +24,30 @@ class InpaintingNetwork(nn.Module):
     `alpha`: the masked image and the mask are stacked into 4 input channels (LaMa).
     `control`: the 3-channel masked image goes to the encoder and the mask to a `MaskControl` branch.
     With `delta`, the refiner's output is added to its input features (thesis appendix A).
+    `prefill="pyramid"` gives the encoder a smooth pyramid fill of the hole instead of zeros
+    (`models/prefill.py`); `"none"` is LaMa's convention and the default.
     State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`.
     """
 
-    def __init__(self, arch: str = "thesis", mask_mode: MaskMode = "alpha", delta: bool = False, **overrides):
+    def __init__(
+        self,
+        arch: str = "thesis",
+        mask_mode: MaskMode = "alpha",
+        delta: bool = False,
+        prefill: str = "none",
+        **overrides,
+    ):
         super().__init__()
         if mask_mode not in ("alpha", "control"):
             raise ValueError(f"mask_mode must be 'alpha' or 'control', not {mask_mode!r}")
+        if prefill not in PREFILLS:
+            raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
         overrides.setdefault("input_nc", 4 if mask_mode == "alpha" else 3)
         self.generator: FFCResNetGenerator = create_generator(arch, **overrides)
         self.config = dict(arch=arch, mask_mode=mask_mode, delta=delta, **overrides)
-        self.mask_mode, self.delta = mask_mode, delta
+        self.mask_mode, self.delta, self.prefill = mask_mode, delta, prefill
+        if prefill != "none":  # absent means LaMa's zeros, so configs written before this option still match
+            self.config["prefill"] = prefill
         g = self.generator.config
         self.mask_control = (
             MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"])
@@ -40,9 +55,10 @@ class InpaintingNetwork(nn.Module):
             else None
         )
 
-    @staticmethod
-    def masked_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """LaMa's input convention: known pixels kept, missing pixels set to zero."""
+    def masked_image(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees: known pixels kept, missing pixels zero (LaMa) or pyramid-filled."""
+        if self.prefill == "pyramid":
+            return pyramid_fill(image, mask)
         return image * (1 - mask)
 
     def encode(self, image: torch.Tensor, mask: torch.Tensor) -> Features:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from latentpaint.models.registry import create_generator
+from latentpaint.training.optim import adam_with_schedule
 
 
 class AutoencoderSystem(L.LightningModule):
@@ -32,10 +33,16 @@ class AutoencoderSystem(L.LightningModule):
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        clip = self.config["trainer"]["gradient_clip_val"]
+        if clip:
+            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         opt.step()
+        self.lr_schedulers().step()
         self.log("train/mse", loss, prog_bar=True)
         return {"loss": loss.detach()}
 
     def configure_optimizers(self):
         params = [p for p in self.generator.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.config["optim"]["lr"])
+        o, steps = self.config["optim"], self.config["trainer"]["max_steps"]
+        optimizer, scheduler = adam_with_schedule(params, o["lr"], o, steps)
+        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
         "delta": False,
         "freeze_autoencoder": False,  # keep stage-1 encoder/decoder fixed (weights and BN statistics)
         "train_first_conv": False,  # with a frozen encoder: still train the stem (it sees the mask channel)
+        "prefill": "none",  # none (LaMa: zeros in the hole) | pyramid (smooth push-pull fill, models/prefill.py)
     },
     "autoencoder": None,  # stage-1 checkpoint that initialises the encoder/decoder (stage 2)
     "loss": {
@@ -39,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
         "perceptual": 0.0,
         "perceptual_backbone": "resnet50",
         "perceptual_weights": None,
+        # the thesis' future work: a discriminator on latent features, so adversarial training never decodes
+        "latent_adversarial": 0.0,
+        "latent_feature_matching": 0.0,
     },
     "data": {
         "train": "builtin",
@@ -47,12 +51,20 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 2,
         "mask_preset": "wide",
     },
-    "optim": {"lr": 1.0e-3, "lr_d": 1.0e-4},
+    "optim": {
+        "lr": 1.0e-3,
+        "lr_d": 1.0e-4,
+        "betas": [0.9, 0.999],
+        "schedule": "constant",  # constant | cosine (to zero at trainer.max_steps), after linear warm-up
+        "warmup_steps": 0,
+        "ema_decay": 0.0,  # > 0: checkpoints hold an exponential moving average of the weights (Lightning EMA)
+    },
     "trainer": {
         "max_steps": 1000,
         "log_every_n_steps": 10,
         "checkpoint_every_n_steps": 250,
         "precision": "32-true",
+        "gradient_clip_val": None,  # clip the generator's (and discriminators') gradient norm, as LaMa (1.0)
         "accelerator": "auto",
         "devices": 1,
         "num_nodes": 1,

@@ -17,9 +17,11 @@ from latentpaint.losses.adversarial import discriminator_loss, feature_matching_
 from latentpaint.losses.latent import latent_l1
 from latentpaint.losses.perceptual import PerceptualLoss
 from latentpaint.losses.pixel import masked_l1
-from latentpaint.models.discriminator import NLayerDiscriminator
+from latentpaint.models.discriminator import LatentDiscriminator, NLayerDiscriminator
+from latentpaint.models.ffc import features_to_tensor
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
+from latentpaint.training.optim import adam_with_schedule
 
 
 def init_from_autoencoder(network: InpaintingNetwork, autoencoder: FFCResNetGenerator) -> None:
@@ -60,7 +62,9 @@ class InpaintingSystem(L.LightningModule):
             raise LatentpaintError(f"loss.mode must be pixel, latent or both, not {loss['mode']!r}")
         self.use_latent = loss["mode"] in ("latent", "both")
         self.use_pixel = loss["mode"] in ("pixel", "both")
-        self.network = InpaintingNetwork(m["arch"], m["mask_mode"], m["delta"], **m["overrides"])
+        self.network = InpaintingNetwork(
+            m["arch"], m["mask_mode"], m["delta"], m.get("prefill", "none"), **m["overrides"]
+        )
 
         # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
         autoencoder = FFCResNetGenerator(**{**self.network.generator.config, "input_nc": 3})
@@ -73,6 +77,13 @@ class InpaintingSystem(L.LightningModule):
 
         self.frozen = self._freeze()
         self.discriminator = NLayerDiscriminator() if loss["adversarial"] > 0 else None
+        if loss["latent_adversarial"] > 0 and not self.use_latent:
+            raise LatentpaintError("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
+        self.latent_discriminator = (
+            LatentDiscriminator(self.network.generator.latent_channels)
+            if loss["latent_adversarial"] > 0
+            else None
+        )
         self.perceptual = (
             PerceptualLoss(loss["perceptual_backbone"], loss["perceptual_weights"])
             if loss["perceptual"] > 0
@@ -103,22 +114,69 @@ class InpaintingSystem(L.LightningModule):
         return self
 
     # -- one optimisation step ------------------------------------------------------------------------
+    def _optimizer_names(self) -> list[str]:
+        names = ["generator"]
+        if self.discriminator is not None:
+            names.append("discriminator")
+        if self.latent_discriminator is not None:
+            names.append("latent_discriminator")
+        return names
+
+    def _step(self, optimizer, loss: torch.Tensor, raw: bool = False) -> None:
+        """backward, optional clipping, step. Discriminators step their raw torch optimizer: Lightning
+        counts every LightningOptimizer.step in global_step, and max_steps must mean the same number of
+        generator iterations for every preset."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        clip = self.config["trainer"]["gradient_clip_val"]
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        (optimizer.optimizer if raw else optimizer).step()
+
+    def _adversarial_terms(self, discriminator, fake, real, cfg_weight, fm_weight, prefix, logs):
+        """Generator-side GAN (+ feature matching) terms of one discriminator, with D frozen meanwhile."""
+        discriminator.requires_grad_(False)
+        fake_logits, fake_features = discriminator(fake)
+        logs[f"{prefix}adv_g"] = generator_loss(fake_logits)
+        total = cfg_weight * logs[f"{prefix}adv_g"]
+        if fm_weight > 0:
+            with torch.no_grad():
+                _, real_features = discriminator(real)
+            logs[f"{prefix}feature_matching"] = feature_matching_loss(fake_features, real_features)
+            total = total + fm_weight * logs[f"{prefix}feature_matching"]
+        discriminator.requires_grad_(True)
+        return total
+
+    def _discriminator_loss(self, discriminator, fake, real, mask) -> torch.Tensor:
+        cfg = self.config["loss"]
+        real = real.detach().requires_grad_(cfg["gp_coef"] > 0)
+        real_logits, _ = discriminator(real)
+        fake_logits, _ = discriminator(fake.detach())
+        return discriminator_loss(
+            real_logits, fake_logits, real, mask, cfg["gp_coef"], cfg["mask_as_fake_target"]
+        )
+
     def training_step(self, batch, batch_idx):
         image, mask = batch["image"], batch["mask"]
         cfg = self.config["loss"]
         opts = self.optimizers()
-        opt_g, opt_d = (
-            (opts if isinstance(opts, list) else (opts, None)) if self.discriminator else (opts, None)
-        )
+        opt = dict(zip(self._optimizer_names(), opts if isinstance(opts, list) else [opts]))
 
         z = self.network.refine(self.network.encode(image, mask))
         logs: dict[str, torch.Tensor] = {}
         total = image.new_zeros(())
+        z_flat = target = None
         if self.use_latent:
             with torch.no_grad():
-                target = self.target_encoder(image)
+                target = features_to_tensor(self.target_encoder(image))
             logs["latent_l1"] = latent_l1(z, target)
             total = total + cfg["latent_weight"] * logs["latent_l1"]
+            if self.latent_discriminator is not None:
+                z_flat = features_to_tensor(z)
+                total = total + self._adversarial_terms(
+                    self.latent_discriminator, z_flat, target,
+                    cfg["latent_adversarial"], cfg["latent_feature_matching"], "latent_", logs,
+                )  # fmt: skip
         pred = None
         if self.use_pixel:  # only pixel-side losses ever run the decoder
             pred = self.network.decode(z)
@@ -128,49 +186,35 @@ class InpaintingSystem(L.LightningModule):
                 logs["perceptual"] = self.perceptual(pred, image)
                 total = total + cfg["perceptual"] * logs["perceptual"]
             if self.discriminator is not None:
-                self.discriminator.requires_grad_(False)
-                fake_logits, fake_features = self.discriminator(pred)
-                logs["adv_g"] = generator_loss(fake_logits)
-                total = total + cfg["adversarial"] * logs["adv_g"]
-                if cfg["feature_matching"] > 0:
-                    with torch.no_grad():
-                        _, real_features = self.discriminator(image)
-                    logs["feature_matching"] = feature_matching_loss(fake_features, real_features)
-                    total = total + cfg["feature_matching"] * logs["feature_matching"]
-                self.discriminator.requires_grad_(True)
+                total = total + self._adversarial_terms(
+                    self.discriminator, pred, image, cfg["adversarial"], cfg["feature_matching"], "", logs
+                )
 
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        opt_g.step()
+        self._step(opt["generator"], total)
+        self.lr_schedulers().step()
 
         if self.discriminator is not None and pred is not None:
-            real = image.detach().requires_grad_(cfg["gp_coef"] > 0)
-            real_logits, _ = self.discriminator(real)
-            fake_logits, _ = self.discriminator(pred.detach())
-            d_loss = discriminator_loss(
-                real_logits, fake_logits, real, mask, cfg["gp_coef"], cfg["mask_as_fake_target"]
-            )
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            # the raw torch optimizer: Lightning counts every LightningOptimizer.step in global_step, and
-            # max_steps must mean the same number of iterations for every preset
-            opt_d.optimizer.step()
+            d_loss = self._discriminator_loss(self.discriminator, pred, image, mask)
+            self._step(opt["discriminator"], d_loss, raw=True)
             logs["adv_d"] = d_loss.detach()
+        if self.latent_discriminator is not None and z_flat is not None:
+            d_loss = self._discriminator_loss(self.latent_discriminator, z_flat, target, mask)
+            self._step(opt["latent_discriminator"], d_loss, raw=True)
+            logs["latent_adv_d"] = d_loss.detach()
 
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)
         self.log("train/loss", total.detach(), prog_bar=True)
         return {"loss": total.detach()}
 
     def configure_optimizers(self):
-        o = self.config["optim"]
+        o, steps = self.config["optim"], self.config["trainer"]["max_steps"]
         params = [p for p in self.network.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(params, lr=o["lr"])
-        if self.discriminator is None:
-            return opt_g
-        return [opt_g, torch.optim.Adam(self.discriminator.parameters(), lr=o["lr_d"])]
-
-    def trainable_parameter_names(self) -> list[str]:
-        return [n for n, p in self.named_parameters() if p.requires_grad]
+        opt_g, schedule = adam_with_schedule(params, o["lr"], o, steps)
+        optimizers = [opt_g]
+        for disc in (self.discriminator, self.latent_discriminator):
+            if disc is not None:  # discriminators keep a constant rate (LaMa)
+                optimizers.append(torch.optim.Adam(disc.parameters(), lr=o["lr_d"], betas=tuple(o["betas"])))
+        return optimizers, [{"scheduler": schedule, "interval": "step"}]
 
 
 def load_autoencoder_state(path: str) -> dict:

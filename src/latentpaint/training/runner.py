@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 
 from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
@@ -46,6 +46,17 @@ def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
     autoencoder = config.get("autoencoder")
     state = load_autoencoder_state(autoencoder) if autoencoder and not restoring else None
     return InpaintingSystem(config, state, restoring=restoring)
+
+
+def weight_averaging(optim: dict) -> list:
+    """Lightning's EMA callback when `optim.ema_decay` > 0: checkpoints then hold the averaged weights
+    (what inference loads) and keep the raw ones for resuming."""
+    decay = float(optim.get("ema_decay") or 0.0)
+    if decay <= 0:
+        return []
+    if decay >= 1:
+        raise LatentpaintError(f"optim.ema_decay must be below 1, not {decay}")
+    return [EMAWeightAveraging(decay=decay)]
 
 
 def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
@@ -98,7 +109,8 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
         precision=t["precision"],
         logger=loggers(out_dir, t["tensorboard"]),
         callbacks=[checkpoints, timer, FiniteLossGuard()]
-        + ([TQDMProgressBar()] if t["progress_bar"] else []),
+        + ([TQDMProgressBar()] if t["progress_bar"] else [])
+        + weight_averaging(config["optim"]),
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=t["log_every_n_steps"],
         enable_progress_bar=t["progress_bar"],

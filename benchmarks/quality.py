@@ -1,0 +1,225 @@
+"""Quality of the CPU recipe: train it at a given budget, score it on held-out photos against OpenCV.
+
+    python benchmarks/quality.py --out runs/quality                  # the recipe as shipped (about 1 h, 2 cores)
+    python benchmarks/quality.py --out runs/q --ae-steps 200 --steps 200   # a smoke run
+    python benchmarks/quality.py --out runs/quality --only-eval       # rescore finished runs
+
+1. `latentpaint data photos` assembles the training photos (scene-level train / held-out split).
+2. Stage 1: `recipe-autoencoder` preset. Stage 2: the `recipe` preset (or `--preset`), per seed.
+3. Held-out evaluation at 256 px with LaMa's thick_256 masks: `--crops` crops per held-out photo from
+   (a) the held-out scenes of step 1 and (b) every photo under `--heldout` folders. The default `--heldout`
+   are desktop-wallpaper packages (Debian: mate-backgrounds, ukui-wallpapers), which no training source
+   uses. OpenCV Telea and Navier-Stokes fill the same holes. SSIM (LaMa convention), PSNR, FID
+   (fid-helper Inception) and LPIPS when `--weights-dir` holds the VGG file.
+Writes OUT/quality.json and OUT/quality.md (+ a sample grid) and prints the table with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+WALLPAPERS = ("/usr/share/backgrounds/mate/nature", "/usr/share/backgrounds")
+# wallpapers that are drawings, logos or abstract renderings, not photographs
+NOT_PHOTOS = {
+    "fluent-color",
+    "focal-ubuntukylin",
+    "rollpaper",
+    "warty-final-ubuntu",
+    "lomiri-default-background",
+}
+
+
+def heldout_photos(dirs: list[Path]) -> list[Path]:
+    from latentpaint.data.images import IMAGE_EXTENSIONS
+
+    found: dict[str, Path] = {}
+    for folder in dirs:
+        if folder.is_dir():
+            for path in sorted(
+                folder.iterdir()
+            ):  # not recursive: the wallpaper roots hold other packages' folders
+                if path.suffix.lower() in IMAGE_EXTENSIONS and path.stem not in NOT_PHOTOS:
+                    found.setdefault(path.stem, path)
+    return list(found.values())
+
+
+def heldout_crops(paths: list[Path], size: int, per_photo: int, seed: int):
+    """`per_photo` random size x size crops of each photo (short side resized to 2 * size) + thick masks."""
+    import cv2
+
+    from latentpaint.data.images import load_rgb
+    from latentpaint.masks import draw_masks, get_mask_generator
+
+    generator = get_mask_generator("thick_256", size)
+    names, images, masks = [], [], []
+    for index, path in enumerate(paths):
+        image = load_rgb(path)
+        h, w = image.shape[:2]
+        scale = 2 * size / min(h, w)
+        image = cv2.resize(image, (max(2 * size, round(w * scale)), max(2 * size, round(h * scale))),
+                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)  # fmt: skip
+        rng = np.random.default_rng([seed, index])
+        for k in range(per_photo):
+            top = int(rng.integers(image.shape[0] - size + 1))
+            left = int(rng.integers(image.shape[1] - size + 1))
+            names.append(f"{path.stem}_{k}")
+            images.append(np.ascontiguousarray(image[top : top + size, left : left + size]))
+            masks.append(draw_masks(generator, size, 1, rng)[0])
+    return names, np.stack(images), np.stack(masks)
+
+
+def score(fills: np.ndarray, images: np.ndarray, masks: np.ndarray, weights_dir: str | None) -> dict:
+    from latentpaint.evaluation.metrics import MetricSuite
+
+    metrics = ("ssim", "psnr", "fid") + (("lpips",) if weights_dir else ())
+    suite = MetricSuite(metrics, weights_dir=weights_dir)
+
+    def batch(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+
+    for i in range(0, len(images), 16):
+        part = slice(i, i + 16)
+        suite.update(batch(fills[part]), batch(images[part]), torch.from_numpy(masks[part])[:, None].float())
+    total = suite.compute()["total"]
+    return {k: total[k] for k in ("ssim", "psnr", "fid", "lpips") if k in total}
+
+
+def fill_with_model(checkpoint: Path, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    from latentpaint.inference.checkpoints import load_network
+    from latentpaint.inference.inpainter import Inpainter
+
+    inpainter = Inpainter(load_network(checkpoint))
+    return np.stack([inpainter.predict_array(i, m) for i, m in zip(images, masks)])
+
+
+def fill_with_opencv(method: str, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    from latentpaint.evaluation.classical import opencv_inpaint
+
+    return np.stack([opencv_inpaint(i, m, method) for i, m in zip(images, masks)])
+
+
+def train_recipe(args, photos: Path) -> dict[str, Path]:
+    """Stage 1 once, stage 2 per seed; finished runs are reused (the runs are resumable too)."""
+    from latentpaint.training.config import apply_overrides, load_preset
+    from latentpaint.training.runner import last_checkpoint, train
+
+    def run(name: str, preset: str, sets: list[str]) -> Path:
+        out = args.out / name
+        final = last_checkpoint(out)
+        if (out / "done").is_file():
+            return final
+        config = apply_overrides(load_preset(preset), [f"data.train={photos / 'train'}", *sets])
+        resume = final if final.is_file() else None
+        start = time.perf_counter()
+        train(config, out, resume)
+        (out / "done").write_text(f"{time.perf_counter() - start:.0f} s wall for this invocation\n")
+        return final
+
+    ae_sets = [f"trainer.max_steps={args.ae_steps}"] if args.ae_steps else []
+    autoencoder = run("autoencoder", "recipe-autoencoder", ae_sets)
+    runs = {}
+    for seed in args.seeds:
+        sets = [f"autoencoder={autoencoder}", f"seed={seed}"] + (
+            [f"trainer.max_steps={args.steps}"] if args.steps else []
+        )
+        runs[f"{args.preset} seed {seed}"] = run(f"{args.preset}-seed{seed}", args.preset, sets)
+    return runs
+
+
+def step_seconds(run_dir: Path) -> float | None:
+    """Median seconds per step from the run's timing file (written by training.callbacks.StepTimer)."""
+    timing = run_dir / "timing.json"
+    if not timing.is_file():
+        return None
+    data = json.loads(timing.read_text())
+    return data.get("median_step_s")
+
+
+def write_grid(path: Path, images, masks, columns: dict[str, np.ndarray], rows: int = 6) -> None:
+    from latentpaint.data.images import save_image
+
+    picks = np.linspace(0, len(images) - 1, rows).astype(int)
+    lines = []
+    for i in picks:
+        masked = images[i].copy()
+        masked[masks[i] > 0] = 255
+        lines.append(
+            np.concatenate([masked] + [fills[i] for fills in columns.values()] + [images[i]], axis=1)
+        )
+    save_image(path, np.concatenate(lines, axis=0))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/quality"))
+    p.add_argument("--preset", default="recipe", help="stage-2 preset (default: recipe)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--ae-steps", type=int, help="override the stage-1 steps of recipe-autoencoder")
+    p.add_argument("--steps", type=int, help="override the stage-2 steps of the preset")
+    p.add_argument("--heldout", nargs="*", default=list(WALLPAPERS), help="extra held-out photo folders")
+    p.add_argument("--crops", type=int, default=4, help="crops per held-out photo (default 4)")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--weights-dir", help="folder with vgg16-397923af.pth for LPIPS")
+    p.add_argument(
+        "--model", action="append", default=[], help="also score this model (release/ckpt), repeatable"
+    )
+    p.add_argument("--only-eval", action="store_true", help="score existing runs, train nothing")
+    args = p.parse_args()
+    torch.manual_seed(0)
+
+    from latentpaint.data.photos import assemble
+
+    photos = args.out / "photos"
+    if not (photos / "sources.json").is_file():
+        assemble(photos, Path("/usr/share/doc/opencv-doc/examples"), 0.15, seed=0)
+    runs = {} if args.only_eval and not (args.out / "autoencoder").is_dir() else train_recipe(args, photos)
+    for model in args.model:
+        runs[Path(model).name] = Path(model)
+
+    paths = heldout_photos([photos / "heldout", *map(Path, args.heldout)])
+    names, images, masks = heldout_crops(paths, args.size, args.crops, seed=0)
+    print(f"held-out: {len(images)} crops of {len(paths)} photos, mean mask area {masks.mean():.3f}")
+    fills = {"OpenCV Telea": fill_with_opencv("telea", images, masks),
+             "OpenCV Navier-Stokes": fill_with_opencv("ns", images, masks)}  # fmt: skip
+    for name, checkpoint in runs.items():
+        fills[name] = fill_with_model(checkpoint, images, masks)
+    results = {}
+    for name, filled in fills.items():
+        results[name] = score(filled, images, masks, args.weights_dir)
+        run_dir = runs[name].parent.parent if name in runs else None
+        results[name]["median_step_s"] = step_seconds(run_dir) if run_dir else None
+        print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None})
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_grid(args.out / "samples.png", images, masks, fills)
+    report = {"machine": machine(), "heldout_photos": [str(q) for q in paths], "crops": len(images),
+              "mask_area": float(masks.mean()), "results": results}  # fmt: skip
+    (args.out / "quality.json").write_text(json.dumps(report, indent=2))
+    lines = [f"Machine: {report['machine']}", "", f"{len(images)} crops of {len(paths)} held-out photos, "
+             f"256 px, thick_256 masks (mean area {masks.mean():.3f})", "",
+             "| method | SSIM | PSNR | FID | LPIPS | median step (s) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in results.items():
+        cells = [
+            f"{r[k]:.4f}" if k == "ssim" else f"{r[k]:.2f}" if k in r else "–"
+            for k in ("ssim", "psnr", "fid")
+        ]
+        cells.append(f"{r['lpips']:.4f}" if "lpips" in r else "–")
+        cells.append(f"{r['median_step_s']:.3f}" if r.get("median_step_s") else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    (args.out / "quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The CPU recipe's parts: pyramid prefill, resize upsampling, schedules, clipping, EMA, latent GAN, data."""
+
+import json
+
+import pytest
+import torch
+
+from latentpaint.data.photos import assemble, split_groups
+from latentpaint.inference.checkpoints import load_network, load_torch_file, save_release
+from latentpaint.models.discriminator import LatentDiscriminator
+from latentpaint.models.network import InpaintingNetwork
+from latentpaint.models.prefill import pyramid_fill
+from latentpaint.models.registry import create_generator
+from latentpaint.training.config import apply_overrides, load_preset
+from latentpaint.training.inpainting import InpaintingSystem
+from latentpaint.training.optim import schedule_factor
+from latentpaint.training.runner import train
+
+FAST = [
+    "trainer.log_every_n_steps=1",
+    "data.size=32",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "trainer.progress_bar=false",
+    "trainer.accelerator=cpu",
+]
+
+
+# -- pyramid prefill ----------------------------------------------------------------------------------
+def test_prefill_keeps_known_pixels_and_fills_a_constant_image_with_that_constant(rng_images):
+    image, mask = rng_images(2, 64)
+    filled = pyramid_fill(image, mask)
+    assert torch.equal(filled * (1 - mask), image * (1 - mask))
+    flat = torch.full_like(image, 0.3)
+    assert torch.allclose(pyramid_fill(flat * (1 - mask), mask), flat, atol=1e-6)
+
+
+def test_prefill_interpolates_between_the_colours_around_the_hole():
+    image = torch.zeros(1, 3, 64, 64)
+    image[..., 32:] = 1.0  # left half black, right half white
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    filled = pyramid_fill(image, mask)
+    row = filled[0, 0, 32, 16:48]
+    assert row[0] < 0.35 and row[-1] > 0.65  # the hole's edges take their neighbours' colours
+    assert torch.all(row[1:] >= row[:-1] - 1e-6)  # and blend monotonically in between
+
+
+def test_prefill_handles_a_fully_masked_image_and_odd_sizes():
+    image = torch.rand(1, 3, 37, 53)
+    out = pyramid_fill(image, torch.ones(1, 1, 37, 53))
+    assert out.shape == image.shape and torch.isfinite(out).all()
+
+
+def test_network_prefill_changes_what_the_encoder_sees_and_is_recorded(rng_images):
+    image, mask = rng_images(1, 64)
+    zeros = InpaintingNetwork("thesis", "control")
+    pyramid = InpaintingNetwork("thesis", "control", prefill="pyramid")
+    assert torch.equal(zeros.masked_image(image, mask), image * (1 - mask))
+    assert not torch.equal(pyramid.masked_image(image, mask), image * (1 - mask))
+    assert "prefill" not in zeros.config and pyramid.config["prefill"] == "pyramid"
+    with pytest.raises(ValueError, match="prefill"):
+        InpaintingNetwork("thesis", prefill="telea")
+
+
+def test_release_round_trip_keeps_prefill_and_upsampling(tmp_path, rng_images):
+    net = InpaintingNetwork("thesis", "control", prefill="pyramid", upsample="resize").eval()
+    save_release(net, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["prefill"] == "pyramid"
+    loaded = load_network(tmp_path).eval()
+    image, mask = rng_images(1, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(image, mask), net(image, mask))
+
+
+# -- resize-convolution upsampling --------------------------------------------------------------------
+def test_resize_upsampling_is_an_option_with_its_own_keys():
+    lama = create_generator("thesis")
+    resize = create_generator("thesis", upsample="resize")
+    assert "upsample" not in lama.config  # LaMa-layout configs are unchanged
+    assert "model.15.weight" in lama.state_dict() and "model.15.1.weight" in resize.state_dict()
+    x = torch.rand(1, 4, 64, 64)
+    assert resize(x).shape == lama(x).shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="upsample"):
+        create_generator("thesis", upsample="bilinear-ish")
+
+
+def _checkerboard_energy(image: torch.Tensor) -> float:
+    """Share of spectral energy at the 2-pixel period (the transposed conv's checkerboard)."""
+    spectrum = torch.fft.fft2(image - image.mean()).abs()
+    h, w = image.shape[-2:]
+    return float(spectrum[..., h // 2, :].sum() + spectrum[..., :, w // 2].sum()) / float(spectrum.sum())
+
+
+def test_resize_upsampling_has_no_checkerboard_on_a_flat_latent():
+    torch.manual_seed(0)
+    energies = {}
+    for kind in ("transpose", "resize"):
+        g = create_generator("thesis", input_nc=3, upsample=kind).eval()
+        z = torch.ones(1, g.latent_channels, 8, 8) * 0.5  # a flat latent, as a regressed hole tends to be
+        n_local = g.latent_channels - int(g.latent_channels * 0.75)
+        with torch.no_grad():
+            out = g.decoder((z[:, :n_local], z[:, n_local:]))
+        energies[kind] = _checkerboard_energy(out[0, 0, 8:-8, 8:-8])
+    assert energies["resize"] < energies["transpose"] / 10
+
+
+# -- schedules ----------------------------------------------------------------------------------------
+def test_schedule_warms_up_linearly_and_cosine_ends_at_zero():
+    assert schedule_factor(0, "cosine", 10, 100) == pytest.approx(0.1)
+    assert schedule_factor(9, "cosine", 10, 100) == pytest.approx(1.0)
+    assert schedule_factor(10, "cosine", 10, 100) == pytest.approx(1.0)
+    assert schedule_factor(55, "cosine", 10, 100) == pytest.approx(0.5)
+    assert schedule_factor(100, "cosine", 10, 100) == pytest.approx(0.0)
+    assert schedule_factor(50, "constant", 0, 100) == 1.0
+
+
+# -- training: EMA, clipping, latent adversarial -------------------------------------------------------
+@pytest.fixture(scope="module")
+def recipe_autoencoder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipe-ae")
+    return str(train(apply_overrides(load_preset("recipe-autoencoder"), [*FAST, "trainer.max_steps=2"]), out))
+
+
+def test_recipe_trains_and_its_checkpoint_holds_the_ema_weights(recipe_autoencoder, tmp_path):
+    finals = {}
+    for decay in (0.0, 0.5):
+        cfg = apply_overrides(
+            load_preset("recipe"),
+            [*FAST, "trainer.max_steps=3", f"autoencoder={recipe_autoencoder}", f"optim.ema_decay={decay}"],
+        )
+        finals[decay] = load_torch_file(train(cfg, tmp_path / str(decay)))["state_dict"]
+    key = "network.generator.model.5.conv1.ffc.convl2l.weight"
+    assert not torch.equal(
+        finals[0.0][key], finals[0.5][key]
+    )  # same seed and data: only the averaging differs
+    network = load_network(tmp_path / "0.5" / "checkpoints" / "last.ckpt")
+    assert torch.equal(network.state_dict()["generator.model.5.conv1.ffc.convl2l.weight"], finals[0.5][key])
+    assert network.prefill == "pyramid"
+
+
+def test_gradient_clipping_bounds_the_generator_gradient(recipe_autoencoder, tmp_path):
+    cfg = apply_overrides(
+        load_preset("recipe"),
+        [
+            *FAST,
+            "trainer.max_steps=1",
+            f"autoencoder={recipe_autoencoder}",
+            "trainer.gradient_clip_val=0.001",
+        ],
+    )
+    captured = {}
+    original = InpaintingSystem._step
+
+    def spy(self, optimizer, loss, raw=False):
+        original(self, optimizer, loss, raw)
+        if not raw:
+            grads = [p.grad for p in self.network.parameters() if p.grad is not None]
+            captured["norm"] = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+    InpaintingSystem._step = spy
+    try:
+        train(cfg, tmp_path)
+    finally:
+        InpaintingSystem._step = original
+    assert captured["norm"] <= 0.001 * 1.01
+
+
+def test_latent_adversarial_trains_without_decoding(recipe_autoencoder, tmp_path, monkeypatch):
+    def no_decoding(self, z):
+        raise AssertionError("latent-adversarial must not decode")
+
+    monkeypatch.setattr(InpaintingNetwork, "decode", no_decoding)
+    cfg = apply_overrides(
+        load_preset("latent-adversarial"),
+        [
+            *FAST,
+            "trainer.max_steps=2",
+            f"autoencoder={recipe_autoencoder}",
+            "model.overrides={upsample: resize}",
+        ],
+    )
+    final = train(cfg, tmp_path)
+    state = load_torch_file(final)["state_dict"]
+    assert any(k.startswith("latent_discriminator.") for k in state)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_latent_discriminator_judges_latent_maps():
+    d = LatentDiscriminator(64)
+    logits, features = d(torch.rand(2, 64, 16, 16))
+    assert logits.shape == (2, 1, 8, 8) and len(features) == 3
+
+
+# -- data photos --------------------------------------------------------------------------------------
+def test_split_is_by_group_and_seeded():
+    groups = ["a", "a", "b", "c", "d", "e", "f", "g"]
+    held = split_groups(groups, 0.3, seed=1)
+    assert held == split_groups(groups, 0.3, seed=1) and 1 <= len(held) < 7
+    assert split_groups(groups, 0.0, seed=1) == set()
+
+
+def test_data_photos_writes_a_scene_split_with_sources(tmp_path):
+    records = assemble(tmp_path, opencv_samples=None, heldout_fraction=0.3, seed=0)
+    sources = json.loads((tmp_path / "sources.json").read_text())
+    assert len(sources["photos"]) == len(records) >= 9
+    by_group: dict[str, set[str]] = {}
+    for r in records:
+        by_group.setdefault(r.group, set()).add(r.split)
+        assert (tmp_path / r.split / f"{r.name}.png").is_file() and r.licence
+    assert all(len(splits) == 1 for splits in by_group.values())  # a scene never straddles the split
+    assert {r.split for r in records} == {"train", "heldout"}
