@@ -22,9 +22,12 @@ def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
                 m.bias.copy_(torch.rand(n, generator=g) - 0.5)
 
 
-@pytest.mark.parametrize("mask_mode", ["alpha", "control"])
-def test_optimized_network_matches_eager(mask_mode, rng_images):
-    net = InpaintingNetwork("thesis", mask_mode)
+@pytest.mark.parametrize(
+    "mask_mode, extra",
+    [("alpha", {}), ("control", {}), ("control", {"prefill": "pyramid", "upsample": "resize"})],
+)
+def test_optimized_network_matches_eager(mask_mode, extra, rng_images):
+    net = InpaintingNetwork("thesis", mask_mode, **extra)
     randomize_batchnorm(net)
     if net.mask_control is not None:  # make the branch matter: zero convs are zero at init
         with torch.no_grad():

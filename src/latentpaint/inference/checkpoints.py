@@ -195,8 +195,11 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
 
 
 def load_network(path: str | Path):
-    """Any supported model: a release folder, a training checkpoint (.ckpt) or an official LaMa folder."""
-    path = Path(path)
+    """Any supported model: a release folder, a training checkpoint (.ckpt), an official LaMa folder, or
+    the name of a model shipped with the package ("default")."""
+    from latentpaint.inference.pretrained import resolve_model
+
+    path = resolve_model(path)
     if path.is_dir():
         if (path / WEIGHTS_NAME).is_file():
             return load_release(path)

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         type=Path,
         metavar="PATH",
-        help="release folder, training .ckpt or LaMa folder (not for opencv-*)",
+        help="release folder, training .ckpt, LaMa folder or a shipped model name (default: default, docs/quality.md)",
     )
     p.add_argument(
         "--input", type=Path, required=True, metavar="DIR|FILE", help="an image file or a folder of images"
@@ -216,7 +216,7 @@ def _predictor(args: argparse.Namespace):
             )
         return partial(opencv_inpaint, method=args.method.removeprefix("opencv-"))
     if args.model is None:
-        raise LatentpaintError("--model is required with --method model")
+        args.model = "default"  # the shipped CPU-recipe model (docs/quality.md)
     from latentpaint.devices import resolve_device
     from latentpaint.inference.checkpoints import load_network
     from latentpaint.inference.inpainter import Inpainter

@@ -36,6 +36,8 @@ def _fold_sequential(seq: nn.Sequential) -> None:
     """conv -> BN pairs inside a Sequential (decoder upsampling, SpectralTransform.conv1, mask encoder)."""
     for i in range(len(seq) - 1):
         conv, bn = seq[i], seq[i + 1]
+        if isinstance(conv, nn.Sequential) and len(conv) and isinstance(bn, nn.BatchNorm2d):
+            conv = conv[-1]  # resize upsampling: (Upsample, Conv2d) -> BN
         if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
             fold_bn([conv], bn)
             seq[i + 1] = nn.Identity()

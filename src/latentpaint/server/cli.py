@@ -20,7 +20,11 @@ def register(subparsers) -> None:
             "--host says otherwise. Example: latentpaint serve --model runs/release"
         ),
     )
-    parser.add_argument("--model", required=True, help="release folder, training checkpoint or LaMa folder")
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="release folder, training checkpoint or LaMa folder (default: the shipped model, docs/quality.md)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
