@@ -132,7 +132,6 @@ def test_user_errors_exit_2_with_one_line(tmp_path, model, capsys):
     cases = [
         ("--model", model, "--input", tmp_path / "empty"),  # no images
         ("--model", model, "--input", data / "a_mask000.png"),  # no pairs
-        ("--input", data),  # --method model without --model
         ("--model", tmp_path / "nothing", "--input", data),
         ("--method", "opencv-ns", "--model", model, "--input", data),
     ]
