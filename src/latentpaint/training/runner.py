@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -128,8 +127,3 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
     final = last_checkpoint(out_dir)
     trainer.save_checkpoint(final, weights_only=False)
     return final
-
-
-def is_ddp_child() -> bool:
-    """True inside the worker processes Lightning's DDP launcher starts."""
-    return "LOCAL_RANK" in os.environ and os.environ.get("LOCAL_RANK") != "0"
