@@ -1,23 +1,33 @@
-"""Official LaMa folders (`config.yaml` + `models/best.ckpt`) as an `InpaintingNetwork`.
+"""Official LaMa folders (`config.yaml` + `models/best.ckpt`) and single LaMa weight files as an `InpaintingNetwork`.
 
-Where the weights come from: LaMa's README (github.com/advimman/lama) links `big-lama.zip` from the
-authors' release; unzipped it is a folder `big-lama/` with `config.yaml` and `models/best.ckpt`
-(410,046,389 bytes). Pass that folder to `Inpainter.from_pretrained`, `latentpaint predict --model` or
-`latentpaint export --checkpoint`; `latentpaint export --format safetensors` turns it into a latentpaint
-release folder that loads without this module. IOPaint's `big-lama.pt` is a TorchScript program, not a
-checkpoint: it is not supported (loading one raises an error that says so) — use the official folder.
+Where the weights come from: LaMa's README (github.com/advimman/lama) links `big-lama.zip` (and
+`lama-fourier.zip`) from the authors' release; unzipped it is a folder `big-lama/` with `config.yaml` and
+`models/best.ckpt` (410,046,389 bytes). Pass that folder to `Inpainter.from_pretrained`, `latentpaint
+predict --model` or `latentpaint export --checkpoint`; `latentpaint export --format safetensors` turns it
+into a latentpaint release folder that loads without this module. A single weight file (the release's
+`best.ckpt` on its own, or a state dict with `generator.model.*` / `model.*` keys, as other tools pass
+them around) loads too: its architecture is read from its keys and shapes. IOPaint's `big-lama.pt` is a
+TorchScript program, not a checkpoint: loading one raises an error that points to the official folder.
 
-Why a restricted reader: `best.ckpt` was written by pytorch-lightning 1.2 with Hydra/OmegaConf configs.
-Besides tensors it pickles the class `pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`
-(the key of its `callbacks` dict) and the training config as OmegaConf objects (`DictConfig`,
-`ListConfig`, `ContainerMetadata`, `Metadata`, `AnyNode`, `typing.Any`) in `hyper_parameters` and
-`hparams_type`. `torch.load(weights_only=True)` therefore refuses the real file; people who load it
-with `weights_only=True` first allow-list those classes (e.g. a big-lama loader that registers exactly
-those seven names with `torch.serialization.add_safe_globals`), which would import and run OmegaConf and
-Lightning code while unpickling. Here, a checkpoint is first read with `weights_only=True`
-(`checkpoints.load_torch_file`); only if that refuses it, it is read again with an unpickler whose
-`find_class` returns
-  * the few torch/builtin callables that rebuild tensors and containers (the ones `weights_only` allows),
+config.yaml is the Hydra/OmegaConf training config LaMa saved; it is read with `yaml.safe_load` after a
+pass over the parser's events that refuses deep nesting and alias bombs, and the `${...}` references the
+generator section needs are resolved here (`${generator.x}`, `${.x}`); resolvers such as `${env:USER}`
+are never run and stay text.
+
+Why a restricted reader: `best.ckpt` was written by pytorch-lightning 1.2.9 with OmegaConf 2.1 configs
+and torch's default pickle protocol 2. Besides tensors it pickles the class
+`pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint` (the key of its `callbacks` dict) and the
+training config as OmegaConf objects (`DictConfig`, `ListConfig`, `ContainerMetadata`, `Metadata`,
+`AnyNode`, `typing.Any`, a `collections.defaultdict` resolver cache) in `hyper_parameters` (and
+`hparams_type`), with builtins under their Python 2 names (`__builtin__.long`). `torch.load(weights_only=
+True)` therefore refuses the real file; allow-listing those classes with
+`torch.serialization.add_safe_globals` would import and run OmegaConf and Lightning code while
+unpickling. Here, a checkpoint is first read with `weights_only=True` (`checkpoints.load_torch_file`);
+only if that refuses it, it is read again with an unpickler whose `find_class` (after mapping Python 2
+names to Python 3's) returns
+  * the few torch/builtin callables that rebuild tensors and plain data (the ones `weights_only` allows),
+    a `defaultdict` stand-in that builds a plain dict and drops the factory, and a `bytearray` that only
+    takes bytes,
   * for a name from a module that Lightning/Hydra checkpoints are known to reference (omegaconf, hydra,
     pytorch_lightning, lightning, typing, ...), an inert placeholder class that only records its name,
     its arguments and its state — it has no behaviour, is never imported from that module, and is
