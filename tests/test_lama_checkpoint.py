@@ -407,7 +407,7 @@ def test_single_lama_weight_files(tmp_path, layout):
 def test_single_file_that_is_no_lama_generator_is_one_line(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"conv.weight": torch.zeros(2)}, path)
-    with pytest.raises(LatentpaintError, match="no LaMa generator weights") as err:
+    with pytest.raises(LatentpaintError, match="neither a latentpaint training checkpoint") as err:
         load_network(path)
     assert "\n" not in str(err.value)
 

@@ -490,6 +490,11 @@ def load_lama_weights(ckpt: dict, path: str | Path):
     """
     path = Path(path)
     state = ckpt.get("state_dict") if isinstance(ckpt.get("state_dict"), dict) else ckpt
+    if not any(isinstance(k, str) and k.startswith(("generator.model.", "model.")) for k in state):
+        raise LatentpaintError(
+            f"{path} is neither a latentpaint training checkpoint (no config in its hyper_parameters) nor "
+            "LaMa generator weights (no generator.model.* or model.* keys)"
+        )
     generator = generator_state(state, path)
     model_config = lama_model_config(infer_generator_overrides(generator, path))
     network = network_from_config(
