@@ -187,3 +187,53 @@ def test_missing_perceptual_weights_fail_before_training(data, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "perceptual loss needs" in err and "resnet50-0676ba61.pth" in err and "loss.perceptual=0" in err
     assert not (tmp_path / "exp" / "autoencoder").exists()
+
+
+LAMA_FIXTURE = (
+    Path(__file__).parent / "fixtures" / "lama" / "tiny-lama"
+)  # omegaconf 2.1 / Lightning 1.2 pickle
+
+
+@pytest.mark.slow
+def test_table_5_2_row_0_from_a_lama_folder_then_the_hint_without_it(data, tmp_path, capsys, monkeypatch):
+    train_dir, eval_dir = data
+    out = tmp_path / "exp"
+    argv = ["experiment", "table-5-2", *FAST, "--seeds", "1", "--autoencoder-steps", "2",
+            "--set", "loss.perceptual=0", "--data", str(train_dir), "--eval-data", str(eval_dir),
+            "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--lama-folder", str(LAMA_FIXTURE)]) == 0
+    report = (out / "report.md").read_text()
+    table = [line.split(" | ")[0].lstrip("| ") for line in report.splitlines() if line.startswith("| ")]
+    assert table[1:5] == ["(0) LaMa, authors' checkpoint", "lama-full", "lama-full-framework", "opencv-telea"]
+    summary = json.loads((out / "report.json").read_text())
+    row = summary["lama_row"]
+    assert row["folder"] == str(LAMA_FIXTURE.resolve())
+    for metric in ("ssim", "psnr", "fid"):
+        assert isinstance(row["mean"][metric], float) and isinstance(row["change_pct"][metric], float)
+    predictions = sorted(p.name for p in (out / "lama-authors" / "predictions").iterdir())
+    assert predictions == sorted(p.name for p in eval_dir.glob("*_mask*.png"))
+    assert "Row (0) is the LaMa folder" in report and "`lama-authors`" in report
+
+    # without the option: nothing runs again, and row (0) says how to add it
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+        assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    (line,) = [line for line in report.splitlines() if line.startswith("| (0) LaMa")]
+    assert (
+        "add `--lama-folder big-lama/`" in line
+        and json.loads((out / "report.json").read_text())["lama_row"] is None
+    )
+
+
+def test_lama_folder_is_checked_before_training(data, tmp_path, capsys):
+    train_dir, eval_dir = data
+    base = ["experiment", "table-5-2", *FAST, "--seeds", "1", "--set", "loss.perceptual=0",
+            "--data", str(train_dir), "--eval-data", str(eval_dir)]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a"), "--lama-folder", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a" / "autoencoder").exists()
+    table_5_1 = ["experiment", "table-5-1", "--steps", "2", "--out", str(tmp_path / "b")]
+    assert main([*table_5_1, "--lama-folder", str(LAMA_FIXTURE)]) == 2
+    assert "table-5-1 has no such row" in capsys.readouterr().err

@@ -1,14 +1,19 @@
 """Official LaMa folders: config.yaml + models/best.ckpt in the layout of the released big-lama.zip."""
 
+import importlib.util
 import os
 import pickle
+import shutil
 import sys
 import types
 import typing
 from collections import OrderedDict
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import load_network
@@ -268,3 +273,170 @@ def test_torchscript_file_is_refused_clearly(tmp_path):
     torch.jit.save(torch.jit.trace(torch.nn.Conv2d(4, 3, 1), torch.zeros(1, 4, 8, 8)), str(path))
     with pytest.raises(LatentpaintError, match="TorchScript"):
         read_lightning_checkpoint(path)
+
+
+# -- release folders as LaMa's own environment pickles them (tests/fixtures/make_lama_fixtures.py) --------
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _fixture_script():
+    """tests/fixtures/make_lama_fixtures.py as a module: LaMa's key layout, listed independently of ours."""
+    spec = importlib.util.spec_from_file_location("make_lama_fixtures", FIXTURES / "make_lama_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _generator_weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt, _ = read_lightning_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt)
+    if any(k.startswith("generator.") for k in state):
+        return {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
+    return dict(state)
+
+
+def _direct_generator(weights: dict[str, torch.Tensor], **arch) -> FFCResNetGenerator:
+    """LaMa's generator built by hand from the architecture we know the file has, loaded strictly."""
+    gen = FFCResNetGenerator(input_nc=4, ratio_g=0.75, enable_lfu=False, **arch)
+    gen.load_state_dict(weights, strict=True)
+    return gen.eval()
+
+
+FIXTURE_ARCH = {"big-lama": dict(ngf=2, n_blocks=18), "tiny-lama": dict(ngf=4, n_blocks=2)}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_ARCH))
+def test_release_pickled_by_omegaconf_2_1_and_lightning_1_2_loads_strictly(name):
+    folder = FIXTURES / "lama" / name
+    ckpt_path = folder / "models" / "best.ckpt"
+    with pytest.raises(pickle.UnpicklingError):  # weights_only refuses the real layout
+        torch.load(ckpt_path, weights_only=True)
+    ckpt, foreign = read_lightning_checkpoint(ckpt_path)
+    assert {
+        "omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig", "omegaconf.base.ContainerMetadata",
+        "omegaconf.base.Metadata", "omegaconf.nodes.AnyNode", "typing.Any",
+        "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    } <= foreign  # fmt: skip
+    assert "omegaconf" not in sys.modules  # placeholders, never the library
+    ((callback, state),) = ckpt["callbacks"].items()  # Lightning 1.x: keyed by the callback class
+    assert callback.global_name.endswith("ModelCheckpoint") and state["monitor"].startswith("val_ssim")
+    assert ckpt["pytorch-lightning_version"] == "1.2.9"
+
+    network = load_network(folder)
+    assert network.generator.config["ngf"] == FIXTURE_ARCH[name]["ngf"]
+    assert network.generator.config["n_blocks"] == FIXTURE_ARCH[name]["n_blocks"]
+    _assert_same_outputs(network, _direct_generator(_generator_weights(ckpt_path), **FIXTURE_ARCH[name]))
+
+
+def test_big_lama_fixture_has_every_key_of_the_real_release():
+    """The fixture's config text at big-lama's real width describes big-lama; the keys are LaMa's."""
+    from latentpaint.inference.checkpoints import plan_network, shapes_of
+    from latentpaint.inference.lama import lama_model_config
+
+    script = _fixture_script()
+    text = script.big_lama_config()  # ngf 64, 18 blocks: the released file's text
+    assert text.replace("ngf: 64", "ngf: 2") == (FIXTURES / "lama" / "big-lama" / "config.yaml").read_text()
+    overrides = generator_overrides(yaml.safe_load(text), "config.yaml")
+    planned = plan_network(lama_model_config(overrides))  # on the meta device: nothing allocated
+    assert sum(p.numel() for p in planned.parameters()) == 50_975_875
+    ours = {k.removeprefix("generator."): v for k, v in shapes_of(planned.state_dict()).items()}
+    assert ours == script.lama_generator_shapes(64, 18)
+    fixture = _generator_weights(FIXTURES / "lama" / "big-lama" / "models" / "best.ckpt")
+    assert set(fixture) == set(ours)
+
+
+def test_predict_on_the_big_lama_release_equals_running_the_generator(tmp_path):
+    from PIL import Image
+
+    from latentpaint.cli import main
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:50] = 255
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    Image.fromarray(mask).save(tmp_path / "photo_mask.png")
+    folder = FIXTURES / "lama" / "big-lama"
+    argv = ["predict", "--model", str(folder), "--input", str(tmp_path / "photo.png"),
+            "--mask", str(tmp_path / "photo_mask.png"), "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    (written,) = (tmp_path / "out").rglob("*.png")
+    predicted = np.asarray(Image.open(written).convert("RGB")).astype(np.float64) / 255
+
+    gen = _direct_generator(_generator_weights(folder / "models" / "best.ckpt"), **FIXTURE_ARCH["big-lama"])
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].double().div(255).float()
+    m = torch.from_numpy(mask > 0)[None, None].float()
+    with torch.no_grad():
+        y = gen(torch.cat([x * (1 - m), m], dim=1))
+    expected = (y * m + x * (1 - m))[0].permute(1, 2, 0).numpy()
+    assert np.abs(predicted - expected).max() <= 1 / 255 + 1e-6
+
+
+def test_lama_fourier_folder_with_nine_blocks(tmp_path):
+    script = _fixture_script()
+    folder = tmp_path / "lama-fourier"
+    (folder / "models").mkdir(parents=True)
+    (folder / "config.yaml").write_text(script.big_lama_config(ngf=4, n_blocks=9))
+    weights = script.random_state(script.lama_generator_shapes(4, 9), torch.Generator().manual_seed(2))
+    torch.save(
+        {"state_dict": {f"generator.{k}": v for k, v in weights.items()}}, folder / "models" / "best.ckpt"
+    )
+    network = load_network(folder)
+    assert network.generator.config["n_blocks"] == 9
+    _assert_same_outputs(network, _direct_generator(dict(weights), ngf=4, n_blocks=9))
+
+
+@pytest.mark.parametrize("layout", ["lightning-ckpt", "generator-prefixed", "bare"])
+def test_single_lama_weight_files(tmp_path, layout):
+    """IOPaint-style single files: the architecture comes from the weights' keys and shapes."""
+    source = FIXTURES / "lama" / "tiny-lama" / "models" / "best.ckpt"
+    weights = _generator_weights(source)
+    path = tmp_path / "big-lama.ckpt"
+    if layout == "lightning-ckpt":  # the release's best.ckpt on its own, OmegaConf objects and all
+        shutil.copy(source, path)
+    elif layout == "generator-prefixed":
+        torch.save({f"generator.{k}": v for k, v in weights.items()}, path)
+    else:
+        torch.save(weights, path)
+    network = load_network(path)
+    config = network.generator.config
+    assert (config["ngf"], config["n_blocks"], config["n_downsampling"], config["ratio_g"]) == (4, 2, 3, 0.75)
+    _assert_same_outputs(network, _direct_generator(weights, ngf=4, n_blocks=2))
+
+
+def test_single_file_that_is_no_lama_generator_is_one_line(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"conv.weight": torch.zeros(2)}, path)
+    with pytest.raises(LatentpaintError, match="neither a latentpaint training checkpoint") as err:
+        load_network(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
+def test_torchscript_big_lama_pt_through_load_network(tmp_path):
+    path = tmp_path / "big-lama.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(4, 3, 1), torch.zeros(1, 4, 8, 8)), str(path))
+    with pytest.raises(LatentpaintError, match="TorchScript") as err:
+        load_network(path)
+    assert "\n" not in str(err.value) and "big-lama/" in str(err.value)
+
+
+def test_relative_and_string_interpolations_resolve_env_stays():
+    config = yaml.safe_load(CONFIG_YAML)
+    gen = config["generator"]
+    gen["ngf"] = "${data.ngf}"
+    config["data"] = {"ngf": 8, "path": "${env:USER}/x"}
+    gen["resnet_conv_kwargs"]["ratio_gout"] = "${.ratio_gin}"  # relative: the same node
+    gen["downsample_conv_kwargs"]["ratio_gout"] = "${..init_conv_kwargs.ratio_gout}"  # one level up
+    gen["kind"] = "ffc_${generator.resnet_name}"  # inside a longer string: substituted as text
+    gen["resnet_name"] = "resnet"
+    with pytest.raises(LatentpaintError, match="unknown generator option 'resnet_name'"):
+        generator_overrides(config, "config.yaml")  # the kind resolved; the helper key is not LaMa's
+    del gen["resnet_name"]
+    config["resnet_name"] = "resnet"
+    gen["kind"] = "ffc_${resnet_name}"
+    overrides = generator_overrides(config, "config.yaml")
+    assert overrides["ngf"] == 8 and overrides["ratio_g"] == 0.75
+    gen["ngf"] = "${env:NGF}"  # a resolver we never run: a clear error, no environment read
+    with pytest.raises(LatentpaintError, match="ngf is '\\$\\{env:NGF\\}', not a whole number"):
+        generator_overrides(config, "config.yaml")

@@ -3,8 +3,9 @@
 One stage-1 autoencoder is shared by every run. Each preset of the table trains with the same step budget
 once per seed, inpaints the evaluation set and is scored with MetricSuite, beside OpenCV Telea as the
 classical floor. The result is `<out>/report.md` + `report.json` with loss curves, a sample grid and the
-latent damage map. Every run leaves a `done.json`, so the same command after a kill skips finished runs
-and resumes an unfinished one from its last checkpoint.
+latent damage map. table-5-2 also has row (0), the authors' LaMa checkpoint scored on the same set
+(`--lama-folder big-lama/`). Every run leaves a `done.json`, so the same command after a kill skips
+finished runs and resumes an unfinished one from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--weights-dir", type=Path, help="folder with vgg16-397923af.pth (LPIPS), resnet50-0676ba61.pth "
         "(perceptual loss of table-5-2), pt_inception-2015-12-05-6726825d.pth; nothing is downloaded",
+    )  # fmt: skip
+    p.add_argument(
+        "--lama-folder", type=Path, metavar="DIR", help="table-5-2 only: the official LaMa folder (big-lama/ "
+        "with config.yaml + models/best.ckpt), evaluated on the same set as row (0), the authors' checkpoint",
     )  # fmt: skip
     p.add_argument("--accelerator", help="cpu, gpu, auto, ... (Lightning)")
     p.add_argument("--devices", help="number of devices or 'auto' (Lightning)")
@@ -339,6 +344,68 @@ def _timing(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# --- table 5.2 row (0): the authors' LaMa checkpoint ------------------------------------------------------
+LAMA_ROW_DIR = "lama-authors"
+LAMA_ROW_NAME = "(0) LaMa, authors' checkpoint"
+LAMA_ROW_HINT = (
+    "not evaluated: add `--lama-folder big-lama/` (the official release folder, see the README) for the "
+    "authors' checkpoint on this evaluation set"
+)
+
+
+def evaluate_lama_folder(
+    args: argparse.Namespace, settings: dict, pairs: list, eval_dir: Path, suite, device: str, here: dict
+) -> list[dict] | None:
+    """Row (0) of table-5-2: `--lama-folder` inpaints and is scored on the same evaluation set (resumable).
+
+    Runs before any training, so a wrong folder fails at once. None without the option.
+    """
+    from latentpaint.inference.checkpoints import load_network
+    from latentpaint.inference.inpainter import Inpainter
+
+    if args.lama_folder is None:
+        return None
+    folder = args.lama_folder.resolve()
+    run_dir = args.out / LAMA_ROW_DIR
+
+    def finish(_: Path) -> dict:
+        inpainter = Inpainter(load_network(folder), device=device)
+        scores = predict_and_score(inpainter, pairs, eval_dir, run_dir / "predictions", suite)
+        return {"timing": None, "checkpoint": str(folder), "machine": here, **scores}
+
+    record = run_once(run_dir, None, {**settings, "lama_folder": str(folder)}, finish, LAMA_ROW_NAME)
+    return [{**record, "dir": LAMA_ROW_DIR}]
+
+
+def lama_row(runs: list[dict] | None, baseline: dict) -> dict | None:
+    """The report row of `evaluate_lama_folder`'s run, with % changes against row 1."""
+    if runs is None:
+        return None
+    row = {
+        "preset": LAMA_ROW_NAME,
+        "loss": "LaMa's training (L1, adversarial + R1, feature matching, ResNet-PL)",
+        "encoder_decoder": "trained by LaMa's authors",
+        "mask": "alpha",
+        "folder": runs[0]["checkpoint"],
+        "runs": runs,
+    }
+    row.update(summarise(runs, baseline))
+    return row
+
+
+def lama_row_line(report: dict) -> str | None:
+    """The markdown line of row (0) in table-5-2: the scores, or how to add them. None for other tables."""
+    if report["experiment"] != "table-5-2":
+        return None
+    row = report.get("lama_row")
+    if row is None:
+        cells = [LAMA_ROW_NAME, LAMA_ROW_HINT, "—", "—", "—", "—", *["n/a"] * (len(QUANTITIES) - 2)]
+    else:
+        cells = [row["preset"], row["loss"], row["encoder_decoder"], row["mask"], "—", "—"]
+        cells += [_cell(row, key, fmt, False) for key, _, fmt, _ in QUANTITIES[2:]]
+    return "| " + " | ".join(cells) + " |"
+
+
 # --- summary, figures, report ----------------------------------------------------------------------------
 
 
@@ -435,6 +502,8 @@ def write_report(out: Path, report: dict) -> None:
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
     ]
+    if (line := lama_row_line(report)) is not None:
+        lines.append(line)
     for i, row in enumerate(rows):
         cells = [row["preset"], row["loss"], row["encoder_decoder"], row["mask"]]
         cells += [_cell(row, key, fmt, i == 0) for key, _, fmt, _ in QUANTITIES]
@@ -525,11 +594,12 @@ def write_report(out: Path, report: dict) -> None:
         "| Run | Train time (s) | Median step (s) | Steps | FID | LPIPS | SSIM | PSNR | Finished |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in [*rows, report["classical"]]:
+    reference = [report["lama_row"]] if report.get("lama_row") else []
+    for row in [*reference, *rows, report["classical"]]:
         for r in row["runs"]:
             v = _values(r)
             cells = ["n/a" if v[k] is None else fmt.format(v[k]) for k, _, fmt, _ in QUANTITIES]
-            if row is report["classical"]:
+            if row is report["classical"] or row is report.get("lama_row"):
                 cells[:2] = ["—", "—"]  # nothing trained
             steps = (r.get("timing") or {}).get("steps", "—")
             resumed = f" (resumed at step {r['resumed_from_step']})" if r.get("resumed_from_step") else ""
@@ -562,6 +632,12 @@ def notes(
         found.append("FID is n/a: it needs at least 2 evaluation masks.")
     if args.table == "table-5-2" and any(c["loss"]["perceptual"] == 0 for c in configs.values()):
         found.append("The perceptual loss is off (loss.perceptual=0): these rows are not LaMa's full loss.")
+    if args.table == "table-5-2" and args.lama_folder is not None:
+        found.append(
+            f"Row (0) is the LaMa folder `{args.lama_folder.resolve()}` (for big-lama: the authors' "
+            "checkpoint, trained by them on Places2 with LaMa's own budget), predicting the same masks at the "
+            "same resolution; its % changes are against row 1."
+        )
     if args.data == "builtin" or args.eval_data == "builtin":
         from latentpaint.demo import HELD_OUT
 
@@ -593,6 +669,10 @@ def _check(args: argparse.Namespace) -> None:
         raise LatentpaintError(f"--autoencoder-steps must be at least 1, not {args.autoencoder_steps}")
     if args.data != "builtin" and not Path(args.data).is_dir():
         raise LatentpaintError(f"training folder {args.data} does not exist (give a folder or 'builtin')")
+    if args.lama_folder is not None and args.table != "table-5-2":
+        raise LatentpaintError(
+            f"--lama-folder adds row (0) of table-5-2 (the authors' checkpoint); {args.table} has no such row"
+        )
     if args.autoencoder is not None and args.autoencoder_steps is not None:
         raise LatentpaintError(
             "give --autoencoder (reuse a checkpoint) or --autoencoder-steps (train one), not both"
@@ -632,6 +712,9 @@ def run(args: argparse.Namespace) -> int:
         "ssim_convention": args.ssim_convention,
         "fid_feature": args.fid_feature if "fid" in suite.metrics else None,
     }
+
+    # row (0) needs no training: scored first, so a wrong --lama-folder fails before hours of training
+    lama_runs = evaluate_lama_folder(args, settings, pairs, eval_dir, suite, device, here)
 
     if args.autoencoder is not None:
         load_autoencoder_state(str(args.autoencoder))  # a wrong file fails now
@@ -725,6 +808,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "baseline": table[0],
         "rows": rows,
+        "lama_row": lama_row(lama_runs, rows[0]["mean"]),
         "classical": classical,
         "figures": write_figures(args.out, table, configs, pairs, eval_dir),
     }

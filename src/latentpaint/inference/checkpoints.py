@@ -85,40 +85,143 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def network_from_config(config: dict):
-    """An untrained `InpaintingNetwork` with the architecture a release/run config describes."""
+MAX_CONFIG_BYTES = 1_000_000  # a release config.json or LaMa config.yaml is a few kB
+
+
+def read_config_text(path: Path) -> str:
+    """A small config file's text; a huge one is refused before it is read."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise LatentpaintError(
+                f"{path} is {size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,} (is it the right file?)"
+            )
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LatentpaintError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise LatentpaintError(f"{path} is not a UTF-8 text file") from None
+
+
+def read_release_config(path: Path) -> dict:
+    """config.json of a release folder, refusing huge or absurdly nested files with one line."""
+    text = read_config_text(path)
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LatentpaintError(f"cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise LatentpaintError(f"cannot read {path}: it is nested too deeply to be a model config") from None
+    if not isinstance(config, dict):
+        raise LatentpaintError(f"{path} does not hold a JSON object")
+    return config
+
+
+def check_model_config(config: Any, source: str | Path = "model config") -> dict:
+    """The constructor arguments of an `InpaintingNetwork` from a release/run config, checked.
+
+    Types and sane ranges (`models.limits`) are checked without allocating anything.
+    """
+    from latentpaint.models.limits import check_generator_args
+    from latentpaint.models.network import PREFILLS
+    from latentpaint.models.registry import list_generators
+
+    if not isinstance(config, dict):
+        raise LatentpaintError(f"{source}: the model config is not a mapping")
+    arch, mask_mode = config.get("arch"), config.get("mask_mode")
+    if arch not in list_generators():
+        raise LatentpaintError(
+            f"{source}: unknown generator arch {str(arch)[:40]!r}; choose one of {', '.join(list_generators())}"
+        )
+    if mask_mode not in ("alpha", "control"):
+        raise LatentpaintError(
+            f"{source}: mask_mode must be 'alpha' or 'control', not {str(mask_mode)[:40]!r}"
+        )
+    delta = config.get("delta", False)
+    if not isinstance(delta, bool):
+        raise LatentpaintError(f"{source}: delta must be true or false")
+    overrides = config.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise LatentpaintError(f"{source}: overrides must be a mapping of generator arguments")
+    check_generator_args(overrides, source)
+    prefill = config.get("prefill", "none")  # absent in configs written before the option: LaMa's zeros
+    if prefill not in PREFILLS:
+        raise LatentpaintError(
+            f"{source}: prefill must be one of {', '.join(PREFILLS)}, not {str(prefill)[:40]!r}"
+        )
+    return {"arch": arch, "mask_mode": mask_mode, "delta": delta, "prefill": prefill, "overrides": overrides}
+
+
+def plan_network(config: Any, source: str | Path = "model config"):
+    """The network a config describes, built on the meta device (no memory): checks it and its size.
+
+    Returns the meta-device network, whose `state_dict()` has every key and shape a weight file must have.
+    """
+    from latentpaint.models.limits import MAX_PARAMETERS
     from latentpaint.models.network import InpaintingNetwork
 
+    args = check_model_config(config, source)
     try:
-        return InpaintingNetwork(
-            config["arch"],
-            config["mask_mode"],
-            bool(config.get("delta", False)),
-            config.get("prefill", "none"),
-            **config.get("overrides", {}),
+        with torch.device("meta"):
+            network = InpaintingNetwork(
+                args["arch"], args["mask_mode"], args["delta"], args["prefill"], **args["overrides"]
+            )
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise LatentpaintError(f"{source}: invalid model config: {error_reason(exc)}") from None
+    count = sum(t.numel() for t in network.state_dict().values())
+    if count > MAX_PARAMETERS:
+        raise LatentpaintError(
+            f"{source}: the model config describes {count:,} parameters, more than the supported "
+            f"{MAX_PARAMETERS:,} (big-lama has 51 M)"
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise LatentpaintError(f"invalid model config {config}: {exc}") from None
+    return network
 
 
-def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """load_state_dict(strict=True) with one sentence when the architectures differ."""
-    result = network.state_dict()
-    missing = sorted(set(result) - set(state))
-    unexpected = sorted(set(state) - set(result))
-    wrong = sorted(k for k in set(result) & set(state) if tuple(result[k].shape) != tuple(state[k].shape))
+def network_from_config(
+    config: dict, state_shapes: dict[str, tuple | None] | None = None, source: str | Path = "model config"
+):
+    """An untrained `InpaintingNetwork` with the architecture a release/run config describes.
+
+    The config is checked first (`plan_network`), and with `state_shapes` (key -> shape of the weights
+    that will be loaded) its agreement with the weight file, all before any tensor is allocated.
+    """
+    from latentpaint.models.network import InpaintingNetwork
+
+    planned = plan_network(config, source)
+    if state_shapes is not None:
+        check_state_shapes(planned, state_shapes, source)
+    args = check_model_config(config, source)
+    return InpaintingNetwork(
+        args["arch"], args["mask_mode"], args["delta"], args["prefill"], **args["overrides"]
+    )
+
+
+def shapes_of(state: dict[str, Any]) -> dict[str, tuple | None]:
+    """key -> shape of a state dict (None for an entry that is not a tensor)."""
+    return {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+
+
+def check_state_shapes(network, found: dict[str, tuple | None], source: str | Path) -> None:
+    """One sentence when `found` (key -> shape) is not exactly the keys and shapes of `network`'s state."""
+    expected = shapes_of(network.state_dict())
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
     if missing or unexpected or wrong:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0][:80]})")
         if wrong:
             k = wrong[0]
-            parts.append(
-                f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(result[k].shape)})"
-            )
+            parts.append(f"{len(wrong)} of another shape (e.g. {k}: {found[k]} vs {expected[k]})")
         raise LatentpaintError(f"{source} holds weights of another architecture: {'; '.join(parts)} keys")
+
+
+def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """load_state_dict(strict=True) with one sentence when the architectures differ."""
+    check_state_shapes(network, shapes_of(state), source)
     network.load_state_dict(state, strict=True)
 
 
@@ -150,22 +253,21 @@ def save_release(network, out_dir: str | Path, **extra) -> Path:
 
 def load_release(folder: str | Path):
     """An `InpaintingNetwork` from a release folder written by `save_release`."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LatentpaintError(f"cannot read {folder / CONFIG_NAME}: {exc}") from None
-    try:
-        state = load_file(str(folder / WEIGHTS_NAME))
+    config = read_release_config(folder / CONFIG_NAME)
+    weights = folder / WEIGHTS_NAME
+    try:  # the header only: keys and shapes, nothing allocated yet
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        check_state_shapes(plan_network(config, folder / CONFIG_NAME), shapes, weights)
+        network = network_from_config(config, source=folder / CONFIG_NAME)
+        state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
-        raise LatentpaintError(
-            f"cannot read {folder / WEIGHTS_NAME} (truncated or not safetensors): {exc}"
-        ) from None
-    network = network_from_config(config)
-    load_state_strict(network, state, folder / WEIGHTS_NAME)
+        raise LatentpaintError(f"cannot read {weights} (truncated or not safetensors): {exc}") from None
+    load_state_strict(network, state, weights)
     return network
 
 
@@ -180,23 +282,23 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
         raise LatentpaintError(
             f"{path} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"
         )
-    m = config["model"]
+    m = config.get("model")
+    if not isinstance(m, dict):
+        raise LatentpaintError(f"{path} has no model section in its config")
+    weights = strip_prefix(state, "network.")
     network = network_from_config(
-        {
-            "arch": m["arch"],
-            "mask_mode": m["mask_mode"],
-            "delta": m["delta"],
-            "prefill": m.get("prefill", "none"),
-            "overrides": m["overrides"],
-        }
+        {k: m[k] for k in ("arch", "mask_mode", "delta", "prefill", "overrides") if k in m},
+        shapes_of(weights),
+        path,
     )
-    load_state_strict(network, strip_prefix(state, "network."), path)
+    load_state_strict(network, weights, path)
     return network
 
 
 def load_network(path: str | Path):
-    """Any supported model: a release folder, a training checkpoint (.ckpt), an official LaMa folder, or
-    the name of a model shipped with the package ("default")."""
+    """Any supported model: a release folder, a training checkpoint (.ckpt), an official LaMa folder, a
+    single LaMa weight file (a Lightning `.ckpt` with `generator.*` weights or a bare generator state dict),
+    or the name of a model shipped with the package ("default")."""
     from latentpaint.inference.pretrained import resolve_model
 
     path = resolve_model(path)
@@ -212,8 +314,12 @@ def load_network(path: str | Path):
             "or config.yaml + models/best.ckpt (official LaMa)"
         )
     if path.is_file():
-        from latentpaint.inference.lama import raise_if_torchscript
+        from latentpaint.inference.lama import load_lama_weights, read_lightning_checkpoint
 
-        raise_if_torchscript(path)
-        return load_training_network(path)
+        ckpt, _ = read_lightning_checkpoint(path)  # refuses TorchScript; OmegaConf objects become inert
+        hyper_parameters = ckpt.get("hyper_parameters")
+        config = hyper_parameters.get("config") if isinstance(hyper_parameters, dict) else None
+        if isinstance(config, dict) and "state_dict" in ckpt:
+            return training_network(config, ckpt["state_dict"], path)
+        return load_lama_weights(ckpt, path)  # a single LaMa weight file (IOPaint-style)
     raise LatentpaintError(f"model {path} does not exist")

@@ -1,23 +1,33 @@
-"""Official LaMa folders (`config.yaml` + `models/best.ckpt`) as an `InpaintingNetwork`.
+"""Official LaMa folders (`config.yaml` + `models/best.ckpt`) and single LaMa weight files as an `InpaintingNetwork`.
 
-Where the weights come from: LaMa's README (github.com/advimman/lama) links `big-lama.zip` from the
-authors' release; unzipped it is a folder `big-lama/` with `config.yaml` and `models/best.ckpt`
-(410,046,389 bytes). Pass that folder to `Inpainter.from_pretrained`, `latentpaint predict --model` or
-`latentpaint export --checkpoint`; `latentpaint export --format safetensors` turns it into a latentpaint
-release folder that loads without this module. IOPaint's `big-lama.pt` is a TorchScript program, not a
-checkpoint: it is not supported (loading one raises an error that says so) — use the official folder.
+Where the weights come from: LaMa's README (github.com/advimman/lama) links `big-lama.zip` (and
+`lama-fourier.zip`) from the authors' release; unzipped it is a folder `big-lama/` with `config.yaml` and
+`models/best.ckpt` (410,046,389 bytes). Pass that folder to `Inpainter.from_pretrained`, `latentpaint
+predict --model` or `latentpaint export --checkpoint`; `latentpaint export --format safetensors` turns it
+into a latentpaint release folder that loads without this module. A single weight file (the release's
+`best.ckpt` on its own, or a state dict with `generator.model.*` / `model.*` keys, as other tools pass
+them around) loads too: its architecture is read from its keys and shapes. IOPaint's `big-lama.pt` is a
+TorchScript program, not a checkpoint: loading one raises an error that points to the official folder.
 
-Why a restricted reader: `best.ckpt` was written by pytorch-lightning 1.2 with Hydra/OmegaConf configs.
-Besides tensors it pickles the class `pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`
-(the key of its `callbacks` dict) and the training config as OmegaConf objects (`DictConfig`,
-`ListConfig`, `ContainerMetadata`, `Metadata`, `AnyNode`, `typing.Any`) in `hyper_parameters` and
-`hparams_type`. `torch.load(weights_only=True)` therefore refuses the real file; people who load it
-with `weights_only=True` first allow-list those classes (e.g. a big-lama loader that registers exactly
-those seven names with `torch.serialization.add_safe_globals`), which would import and run OmegaConf and
-Lightning code while unpickling. Here, a checkpoint is first read with `weights_only=True`
-(`checkpoints.load_torch_file`); only if that refuses it, it is read again with an unpickler whose
-`find_class` returns
-  * the few torch/builtin callables that rebuild tensors and containers (the ones `weights_only` allows),
+config.yaml is the Hydra/OmegaConf training config LaMa saved; it is read with `yaml.safe_load` after a
+pass over the parser's events that refuses deep nesting and alias bombs, and the `${...}` references the
+generator section needs are resolved here (`${generator.x}`, `${.x}`); resolvers such as `${env:USER}`
+are never run and stay text.
+
+Why a restricted reader: `best.ckpt` was written by pytorch-lightning 1.2.9 with OmegaConf 2.1 configs
+and torch's default pickle protocol 2. Besides tensors it pickles the class
+`pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint` (the key of its `callbacks` dict) and the
+training config as OmegaConf objects (`DictConfig`, `ListConfig`, `ContainerMetadata`, `Metadata`,
+`AnyNode`, `typing.Any`, a `collections.defaultdict` resolver cache) in `hyper_parameters` (and
+`hparams_type`), with builtins under their Python 2 names (`__builtin__.long`). `torch.load(weights_only=
+True)` therefore refuses the real file; allow-listing those classes with
+`torch.serialization.add_safe_globals` would import and run OmegaConf and Lightning code while
+unpickling. Here, a checkpoint is first read with `weights_only=True` (`checkpoints.load_torch_file`);
+only if that refuses it, it is read again with an unpickler whose `find_class` (after mapping Python 2
+names to Python 3's) returns
+  * the few torch/builtin callables that rebuild tensors and plain data (the ones `weights_only` allows),
+    a `defaultdict` stand-in that builds a plain dict and drops the factory, and a `bytearray` that only
+    takes bytes,
   * for a name from a module that Lightning/Hydra checkpoints are known to reference (omegaconf, hydra,
     pytorch_lightning, lightning, typing, ...), an inert placeholder class that only records its name,
     its arguments and its state — it has no behaviour, is never imported from that module, and is
@@ -28,6 +38,7 @@ Nothing from the file can therefore run code; the generator weights must be plai
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import re
 import zipfile
@@ -40,12 +51,18 @@ import yaml
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import (
+    check_state_shapes,
     damaged_checkpoint,
     ensure_dict,
     load_state_strict,
     load_torch_file,
+    network_from_config,
+    plan_network,
+    read_config_text,
+    shapes_of,
     strip_prefix,
 )
+from latentpaint.models.limits import check_generator_args
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = Path("models") / "best.ckpt"
@@ -59,13 +76,11 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch", "Size"): torch.Size,
     ("torch", "device"): torch.device,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
-    ("builtins", "complex"): complex,
 }
-# protocol-2 pickles name Python 2 modules
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+# plain data types: OmegaConf metadata names them (object_type=dict, element_type=int, ...) and
+# protocol-2 pickles rebuild sets through them; calling one builds data and nothing else
+for _type in (int, float, complex, str, bool, dict, list, tuple, set, frozenset):
+    _SAFE_GLOBALS[("builtins", _type.__name__)] = _type
 # modules whose objects Lightning / Hydra checkpoints carry next to the weights; they become placeholders
 _FOREIGN_MODULES = (
     "omegaconf", "hydra", "pytorch_lightning", "lightning", "lightning_fabric", "typing", "argparse",
@@ -75,12 +90,38 @@ _FOREIGN_MODULES = (
 
 def _codecs_encode(text: str, encoding: str = "latin1") -> bytes:
     """What protocol-2 pickles call to rebuild `bytes`; only the latin-1 form they use is accepted."""
-    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+    if not isinstance(text, str) or encoding.replace("-", "").replace("_", "").lower() not in (
+        "latin1",
+        "iso88591",
+    ):
         raise pickle.UnpicklingError(f"unexpected bytes encoding {encoding!r}")
     return text.encode("latin1")
 
 
+def _bytearray(data: str | bytes = b"", encoding: str = "latin1") -> bytearray:
+    """bytearray from the (text, 'latin-1') a protocol-2 pickle stores; never from a size (no allocation bomb)."""
+    return bytearray(_codecs_encode(data, encoding) if isinstance(data, str) else bytes(data))
+
+
+def _defaultdict(default_factory=None, *args) -> dict:
+    """A plain dict for a pickled `collections.defaultdict` (OmegaConf 2.1's resolver cache).
+
+    The factory named in the file is dropped, so reading a missing key can never call it; the items
+    follow in the pickle and are set on this dict.
+    """
+    return {}
+
+
 _SAFE_GLOBALS[("_codecs", "encode")] = _codecs_encode
+_SAFE_GLOBALS[("builtins", "bytearray")] = _bytearray
+_SAFE_GLOBALS[("collections", "defaultdict")] = _defaultdict
+
+
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """Python 3's name for a global that a protocol-2 pickle names the Python 2 way (`__builtin__.long`)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 class ForeignObject:
@@ -115,13 +156,11 @@ def _restricted_pickle_module(foreign_seen: set[str]):
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str):
-            module = _PY2_MODULES.get(module, module)
+            module, name = _python3_name(module, name)
             if (module, name) in _SAFE_GLOBALS:
                 return _SAFE_GLOBALS[(module, name)]
             full = f"{module}.{name}"
-            if module.split(".")[0] in _FOREIGN_MODULES or (
-                module == "builtins" and name in ("dict", "list")
-            ):
+            if module.split(".")[0] in _FOREIGN_MODULES:
                 foreign_seen.add(full)
                 if full not in placeholders:
                     placeholders[full] = type(name, (ForeignObject,), {"global_name": full})
@@ -177,24 +216,57 @@ def raise_if_torchscript(path: str | Path) -> None:
 
 
 # -- config.yaml ---------------------------------------------------------------------------------------
-_REFERENCE = re.compile(r"^\$\{([A-Za-z_][\w.]*)\}$")
+# `${key.path}` (absolute) or `${.key}` / `${..key}` (relative to the node holding the value); resolver
+# calls such as `${env:USER}` have a colon and never match
+_REFERENCE = re.compile(r"\$\{(\.*)([A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*)*)\}")
+_MISSING = object()
+MAX_YAML_DEPTH = 64  # LaMa's configs nest 6 levels
+MAX_YAML_NODES = 100_000  # nodes after expanding aliases; big-lama's config has about 250
 
 
-def _resolve(value, root: dict, depth: int = 0):
-    """Follows `${a.b.c}` references to other keys of the same file (OmegaConf's absolute interpolation).
+def _lookup(reference: re.Match, root: Any, path: tuple) -> tuple[Any, tuple]:
+    """The node a reference names and its path, or `_MISSING`."""
+    dots, key = reference.group(1), reference.group(2)
+    base = path[: len(path) - len(dots)] if dots else ()  # one dot: the node holding the value
+    if len(dots) > len(path):
+        return _MISSING, ()
+    node = root
+    for part in (*base, *key.split(".")):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING, ()
+    return node, (*base, *key.split("."))
 
-    Nothing is evaluated: other interpolations (`${env:...}`, resolvers, partial strings) stay strings.
+
+def _resolve(value, root: dict, path: tuple = (), depth: int = 0):
+    """`value` with OmegaConf key interpolations replaced by the values they name (OmegaConf 2.1 rules).
+
+    `${a.b}` alone keeps the referenced value's type; inside a longer string it is substituted as text.
+    Nothing is evaluated: resolvers (`${env:USER}`, `${oc.env:...}`) and references to keys the file
+    does not have stay as they are written, as do reference cycles.
     """
     if isinstance(value, dict):
-        return {k: _resolve(v, root, depth) for k, v in value.items()}
-    if not isinstance(value, str) or not (match := _REFERENCE.match(value.strip())) or depth > 16:
+        return {k: _resolve(v, root, (*path, k), depth) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, root, (*path, i), depth) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value or depth > 16:
         return value
-    node: Any = root
-    for key in match.group(1).split("."):
-        if not isinstance(node, dict) or key not in node:
-            return value
-        node = node[key]
-    return _resolve(node, root, depth + 1)
+    whole = _REFERENCE.fullmatch(value.strip())
+    if whole:
+        node, node_path = _lookup(whole, root, path)
+        return value if node is _MISSING else _resolve(node, root, node_path, depth + 1)
+
+    def substitute(match: re.Match) -> str:
+        node, node_path = _lookup(match, root, path)
+        resolved = node if node is _MISSING else _resolve(node, root, node_path, depth + 1)
+        if node is _MISSING or isinstance(resolved, dict | list):
+            return match.group(0)
+        return str(resolved)
+
+    return _REFERENCE.sub(substitute, value)
 
 
 # LaMa FFCResNetGenerator arguments we reproduce, with the values our generator implements
@@ -210,7 +282,7 @@ def generator_overrides(config: dict, source: Path) -> dict:
     gen = config.get("generator") if isinstance(config, dict) else None
     if not isinstance(gen, dict):
         raise LatentpaintError(f"{source} has no generator: section (is it a LaMa training config?)")
-    gen = _resolve(gen, config)
+    gen = _resolve(gen, config, ("generator",))
 
     def fail(problem: str) -> LatentpaintError:
         return LatentpaintError(f"{source}: {problem}; only LaMa's ffc_resnet generators are supported")
@@ -258,19 +330,59 @@ def generator_overrides(config: dict, source: Path) -> dict:
         n_blocks=gen.get("n_blocks", 9), ratio_g=float(ratio_gin), enable_lfu=bool(resnet.get("enable_lfu", True)),
         max_features=gen.get("max_features", 1024), out_activation=out_activation,
     )  # fmt: skip
-    for key in ("output_nc", "ngf", "n_downsampling", "n_blocks", "max_features"):
-        if not isinstance(overrides[key], int) or isinstance(overrides[key], bool) or overrides[key] < 0:
-            raise fail(f"generator.{key} is {overrides[key]!r}, not a count")
+    check_generator_args(overrides, source)
     return overrides
 
 
-def read_lama_config(path: str | Path) -> dict:
-    """config.yaml as plain data (yaml.safe_load; `${...}` interpolations stay strings)."""
-    path = Path(path)
+def check_yaml_size(text: str, source: Path) -> None:
+    """Refuses YAML nested deeper than MAX_YAML_DEPTH or with more than MAX_YAML_NODES nodes once aliases
+    are expanded (a billion-laughs alias bomb), by walking the parser's events: nothing is built yet."""
+    expanded: dict[str, int] = {}  # anchor -> nodes it stands for
+    open_nodes: list[list] = []  # [anchor, nodes so far] of each mapping / sequence being read
+    total = 0
     try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LatentpaintError(f"cannot read {path}: {exc.strerror or exc}") from None
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                open_nodes.append([event.anchor, 1])
+                total += 1
+                if len(open_nodes) > MAX_YAML_DEPTH:
+                    raise LatentpaintError(
+                        f"{source} nests more than {MAX_YAML_DEPTH} levels deep; it is not a LaMa config"
+                    )
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, count = open_nodes.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, count = event.anchor, 1
+                total += 1
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, count = None, expanded.get(event.anchor, 1)
+                total += count
+            else:
+                continue
+            if anchor is not None:
+                expanded[anchor] = count
+            if open_nodes:
+                open_nodes[-1][1] += count
+            if total > MAX_YAML_NODES:
+                raise LatentpaintError(
+                    f"{source} expands to more than {MAX_YAML_NODES:,} YAML nodes (aliases of aliases?); "
+                    "it is not a LaMa config"
+                )
+    except yaml.YAMLError as exc:
+        raise LatentpaintError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def read_lama_config(path: str | Path) -> dict:
+    """config.yaml as plain data (yaml.safe_load; `${...}` interpolations stay strings).
+
+    Huge files, deep nesting and alias bombs are refused before the document is built.
+    """
+    path = Path(path)
+    text = read_config_text(path)
+    check_yaml_size(text, path)
+    try:
+        config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise LatentpaintError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(config, dict):
@@ -278,10 +390,17 @@ def read_lama_config(path: str | Path) -> dict:
     return config
 
 
-def load_lama_folder(folder: str | Path):
-    """An `InpaintingNetwork("big-lama", "alpha", ...)` holding the generator of an official LaMa folder."""
-    from latentpaint.models.network import InpaintingNetwork
+def lama_model_config(overrides: dict) -> dict:
+    """The latentpaint model config of a LaMa generator: the 4-channel (alpha) big-lama family."""
+    return {"arch": "big-lama", "mask_mode": "alpha", "delta": False, "overrides": overrides}
 
+
+def load_lama_folder(folder: str | Path):
+    """An `InpaintingNetwork("big-lama", "alpha", ...)` holding the generator of an official LaMa folder.
+
+    The architecture in config.yaml is checked against sane ranges before the checkpoint is read, and
+    against the checkpoint's shapes before the network is built.
+    """
     folder = Path(folder)
     config_path, ckpt_path = folder / CONFIG_FILE, folder / CHECKPOINT_FILE
     for required in (config_path, ckpt_path):
@@ -289,17 +408,97 @@ def load_lama_folder(folder: str | Path):
             raise LatentpaintError(
                 f"{folder} is not a LaMa folder: {required.relative_to(folder)} is missing"
             )
-    overrides = generator_overrides(read_lama_config(config_path), config_path)
+    model_config = lama_model_config(generator_overrides(read_lama_config(config_path), config_path))
+    planned = plan_network(model_config, config_path)
     ckpt, _ = read_lightning_checkpoint(ckpt_path)
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
         raise LatentpaintError(f"{ckpt_path} has no state_dict (is it a LaMa Lightning checkpoint?)")
-    generator = strip_prefix(state, GENERATOR_PREFIX)
-    if not generator:
-        raise LatentpaintError(f"{ckpt_path} holds no generator.* weights")
+    generator = generator_state(state, ckpt_path)
+    check_state_shapes(planned.generator, shapes_of(generator), ckpt_path)
+    network = network_from_config(model_config, source=config_path)
+    load_state_strict(network.generator, generator, ckpt_path)
+    return network.eval()
+
+
+def generator_state(state: dict, source: Path) -> dict[str, torch.Tensor]:
+    """The LaMa generator's weights (`model.*` keys) of a LaMa state dict, `generator.`-prefixed or bare."""
+    if any(isinstance(k, str) and k.startswith(GENERATOR_PREFIX) for k in state):
+        generator = strip_prefix(state, GENERATOR_PREFIX)
+    elif state and all(isinstance(k, str) and k.startswith("model.") for k in state):
+        generator = dict(state)
+    else:
+        raise LatentpaintError(
+            f"{source} holds no LaMa generator weights (generator.model.* or model.* keys)"
+        )
     bad = next((k for k, v in generator.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:
-        raise LatentpaintError(f"{ckpt_path}: generator.{bad} is not a tensor")
-    network = InpaintingNetwork("big-lama", "alpha", **overrides)
-    load_state_strict(network.generator, generator, ckpt_path)
+        raise LatentpaintError(f"{source}: generator weight {bad} is not a tensor")
+    return generator
+
+
+def infer_generator_overrides(state: dict[str, torch.Tensor], source: Path) -> dict:
+    """The architecture of a LaMa generator state dict (`model.*` keys), read from its keys and shapes.
+
+    For single weight files without LaMa's config.yaml. The output activation leaves no weights:
+    sigmoid, as in every released LaMa model (big-lama, lama-fourier).
+    """
+
+    def shape(key: str) -> tuple | None:
+        value = state.get(key)
+        return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+    def fail(problem: str) -> LatentpaintError:
+        return LatentpaintError(f"{source}: {problem}; it does not look like LaMa's FFCResNetGenerator")
+
+    stem = shape("model.1.ffc.convl2l.weight")
+    if stem is None or len(stem) != 4:
+        raise fail("no stem convolution model.1.ffc.convl2l.weight")
+    ngf, input_nc = stem[0], stem[1]
+    if input_nc != 4:
+        raise fail(f"the stem takes {input_nc} channels, not image + mask = 4")
+    n_downsampling = 0
+    while shape(f"model.{2 + n_downsampling}.ffc.convl2l.weight") is not None:
+        n_downsampling += 1
+    n_blocks = 0
+    while shape(f"model.{2 + n_downsampling + n_blocks}.conv1.ffc.convl2l.weight") is not None:
+        n_blocks += 1
+    last = shape(f"model.{1 + n_downsampling}.ffc.convl2l.weight")
+    to_global = shape(f"model.{1 + n_downsampling}.ffc.convl2g.weight")
+    out = shape(f"model.{2 + n_downsampling + n_blocks + 1 + 3 * n_downsampling + 1}.weight")
+    if n_downsampling == 0 or last is None or out is None or len(out) != 4:
+        raise fail("the downsampling or output layers are missing")
+    local, global_ = last[0], (to_global or (0,))[0]
+    dim = local + global_
+    ratio = global_ / dim
+    if int(dim * ratio) != global_:  # float rounding: nudge so LaMa's int(dim * ratio) gives the file's split
+        ratio = (global_ + 0.5) / dim
+    overrides = dict(
+        output_nc=out[0], ngf=ngf, n_downsampling=n_downsampling, n_blocks=n_blocks, ratio_g=ratio,
+        enable_lfu=any(".convg2g.lfu." in k for k in state),
+        max_features=dim if dim < ngf * 2**n_downsampling else 1024, out_activation="sigmoid",
+    )  # fmt: skip
+    check_generator_args(overrides, source)
+    return overrides
+
+
+def load_lama_weights(ckpt: dict, path: str | Path):
+    """An `InpaintingNetwork` from a single LaMa weight file (IOPaint-style `.ckpt`, or a bare state dict).
+
+    `ckpt` is the file's content (`read_lightning_checkpoint`): a Lightning checkpoint whose
+    `state_dict` has `generator.*` keys, or a state dict with `generator.model.*` or `model.*` keys.
+    """
+    path = Path(path)
+    state = ckpt.get("state_dict") if isinstance(ckpt.get("state_dict"), dict) else ckpt
+    if not any(isinstance(k, str) and k.startswith(("generator.model.", "model.")) for k in state):
+        raise LatentpaintError(
+            f"{path} is neither a latentpaint training checkpoint (no config in its hyper_parameters) nor "
+            "LaMa generator weights (no generator.model.* or model.* keys)"
+        )
+    generator = generator_state(state, path)
+    model_config = lama_model_config(infer_generator_overrides(generator, path))
+    network = network_from_config(
+        model_config, {f"generator.{k}": s for k, s in shapes_of(generator).items()}, path
+    )
+    load_state_strict(network.generator, generator, path)
     return network.eval()
