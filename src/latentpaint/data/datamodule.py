@@ -33,6 +33,7 @@ class InpaintingDataModule(L.LightningDataModule):
         mask_preset: str = "wide",
         seed: int = 0,
         max_steps: int = 1000,
+        max_short_side: int | None = None,
     ):
         super().__init__()
         if batch_size < 1 or num_workers < 0 or max_steps < 1:
@@ -47,11 +48,14 @@ class InpaintingDataModule(L.LightningDataModule):
             seed,
             max_steps,
         )
+        self.max_short_side = max_short_side
         self.dataset: TrainingDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
-            self.dataset = TrainingDataset(self.train, self.size, self.mask_preset, self.seed)
+            self.dataset = TrainingDataset(
+                self.train, self.size, self.mask_preset, self.seed, max_short_side=self.max_short_side
+            )
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

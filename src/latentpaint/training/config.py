@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 8,
         "num_workers": 2,
         "mask_preset": "wide",
+        # photos are resized so their short side is in [size, max_short_side] (null: 2 * size); a larger
+        # value makes a crop show part of a scene at the scale evaluation sees, not a shrunken whole photo
+        "max_short_side": None,
     },
     "optim": {
         "lr": 1.0e-3,

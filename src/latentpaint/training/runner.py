@@ -83,6 +83,7 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
     data = InpaintingDataModule(
         train=d["train"], size=d["size"], batch_size=d["batch_size"], num_workers=d["num_workers"],
         mask_preset=d["mask_preset"], seed=config["seed"], max_steps=t["max_steps"],
+        max_short_side=d["max_short_side"],
     )  # fmt: skip
     timer = StepTimer(out_dir, d["batch_size"])
     checkpoints = ModelCheckpoint(
