@@ -105,6 +105,24 @@ def test_resize_upsampling_has_no_checkerboard_on_a_flat_latent():
     assert energies["resize"] < energies["transpose"] / 10
 
 
+# -- identity refiner -----------------------------------------------------------------------------------
+def test_identity_refiner_starts_as_the_identity(rng_images):
+    from latentpaint.training.inpainting import init_refiner_as_identity
+
+    net = InpaintingNetwork("thesis", "control", prefill="pyramid").train()
+    init_refiner_as_identity(net)
+    image, mask = rng_images(2, 64)
+    z = net.encode(image, mask)
+    out = net.refine(z)
+    n_blocks = net.generator.n_blocks
+    for before, after in zip(z, out):  # each block adds ReLU(eps) = eps
+        assert torch.allclose(after, before + n_blocks * 1e-3, atol=1e-5)
+    # and it trains: the zeroed BN scales get a gradient (ReLU(eps) has slope 1)
+    torch.manual_seed(0)
+    sum((t * torch.randn_like(t)).sum() for t in out).backward()  # not a plain sum: BN's x_hat sums to 0
+    assert all(blk.conv2.bn_l.weight.grad.abs().sum() > 0 for blk in net.generator.refiner)
+
+
 # -- schedules ----------------------------------------------------------------------------------------
 def test_schedule_warms_up_linearly_and_cosine_ends_at_zero():
     assert schedule_factor(0, "cosine", 10, 100) == pytest.approx(0.1)

@@ -296,6 +296,10 @@ def describe(config: dict) -> dict[str, str]:
             )
     if loss["mode"] in ("latent", "both"):
         terms.append("latent L1" + (f" ×{loss['latent_weight']:g}" if loss["latent_weight"] != 1 else ""))
+        if loss.get("latent_adversarial", 0) > 0:
+            terms.append(f"latent adversarial ×{loss['latent_adversarial']:g} + R1")
+            if loss.get("latent_feature_matching", 0) > 0:
+                terms.append(f"latent feature matching ×{loss['latent_feature_matching']:g}")
     if not m["freeze_autoencoder"]:
         coder = "trainable"
     else:
@@ -303,7 +307,9 @@ def describe(config: dict) -> dict[str, str]:
     return {
         "loss": " + ".join(terms),
         "encoder_decoder": coder,
-        "mask": m["mask_mode"] + (", delta refiner" if m["delta"] else ""),
+        "mask": m["mask_mode"]
+        + (", delta refiner" if m["delta"] else "")
+        + (", pyramid prefill" if m.get("prefill", "none") == "pyramid" else ""),
     }
 
 

@@ -24,6 +24,26 @@ from latentpaint.models.network import InpaintingNetwork
 from latentpaint.training.optim import adam_with_schedule
 
 
+IDENTITY_EPS = 1e-3
+
+
+def init_refiner_as_identity(network: InpaintingNetwork) -> None:
+    """Makes every FFC ResNet block of the refiner start as (almost) the identity.
+
+    The block adds conv2(conv1(x)) to x, and conv2 ends in BatchNorm + ReLU. With the BN scale at zero
+    the branch is a constant ReLU(bias): zero-gamma initialisation (Goyal et al. 2017) as such would give
+    ReLU(0) = 0 and no gradient, so the bias is a small positive epsilon. At step 0 the refiner then passes
+    the encoder's features through, and with a prefilled hole and zero mask-control convs the network
+    starts as the stage-1 autoencoder applied to the prefill; training only has to improve on that.
+    """
+    with torch.no_grad():
+        for block in network.generator.refiner:
+            for bn in (block.conv2.bn_l, block.conv2.bn_g):
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.weight.zero_()
+                    bn.bias.fill_(IDENTITY_EPS)
+
+
 def init_from_autoencoder(network: InpaintingNetwork, autoencoder: FFCResNetGenerator) -> None:
     """Copies the stage-1 encoder and decoder into `network`; the refiner keeps its fresh initialisation.
 
@@ -73,6 +93,12 @@ class InpaintingSystem(L.LightningModule):
             init_from_autoencoder(self.network, autoencoder)
         elif (m["freeze_autoencoder"] or self.use_latent) and not restoring:
             raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
+        if m.get("refiner_init", "default") == "identity":
+            init_refiner_as_identity(self.network)
+        elif m.get("refiner_init", "default") != "default":
+            raise LatentpaintError(
+                f"model.refiner_init must be default or identity, not {m['refiner_init']!r}"
+            )
         self.target_encoder = autoencoder.encoder.requires_grad_(False) if self.use_latent else None
 
         self.frozen = self._freeze()
