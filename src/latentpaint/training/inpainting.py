@@ -23,7 +23,6 @@ from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
 from latentpaint.training.optim import adam_with_schedule
 
-
 IDENTITY_EPS = 1e-3
 
 
