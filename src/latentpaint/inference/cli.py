@@ -42,6 +42,7 @@ METHODS = ("model", "opencv-telea", "opencv-ns")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `predict` and `export` subcommands."""
+    from latentpaint.files import add_overwrite_flag
     from latentpaint.inference.hd import CROP_MARGIN, CROP_TRIGGER_SIZE, RESIZE_LIMIT, STRATEGIES
 
     p = subparsers.add_parser(
@@ -87,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="BatchNorm folded + channels-last: faster, same result within 1e-4",
     )
     p.add_argument("--method", choices=METHODS, default="model", help="default: model")
+    add_overwrite_flag(p)
     p.set_defaults(func=predict_command)
 
     e = subparsers.add_parser(
@@ -105,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--format", choices=("safetensors", "onnx", "torchscript"), required=True)
     e.add_argument("--out", type=Path, required=True, metavar="DIR|FILE", help="folder (safetensors) or file")
     e.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset, 18 or newer (default: 18)")
+    add_overwrite_flag(e)
     e.set_defaults(func=export_command)
 
 
@@ -187,19 +190,20 @@ def pair_inputs_dir(images: list[Path], root: Path, mask_path: Path) -> list[Job
     return jobs
 
 
-def _check_outputs(jobs: list[Job], output: Path) -> None:
+def _check_outputs(jobs: list[Job], output: Path, overwrite: bool = False) -> None:
+    """No two jobs write one file; then the shared rule: never an input, existing files only with --overwrite."""
+    from latentpaint.files import check_outputs
+
     seen: dict[Path, Job] = {}
-    inputs = {p.resolve() for j in jobs for p in (j.image, j.mask) if p is not None}
     for job in jobs:
         if job.output in seen:
             raise LatentpaintError(
                 f"{seen[job.output].image} and {job.image} would both be written to {output / job.output}"
             )
         seen[job.output] = job
-        if (output / job.output).resolve() in inputs:
-            raise LatentpaintError(
-                f"writing {output / job.output} would overwrite an input; choose another --output"
-            )
+    written = [output / j.output for j in jobs if j.image is not None and j.mask is not None]
+    inputs = [p for j in jobs for p in (j.image, j.mask)]
+    check_outputs(written, inputs, overwrite, where=output)
 
 
 # -- predict -------------------------------------------------------------------------------------------
@@ -269,7 +273,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     jobs = pair_inputs(args.input, args.mask)
-    _check_outputs(jobs, args.output)
+    _check_outputs(jobs, args.output, args.overwrite)
     predict = _predictor(args)
     args.output.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -287,21 +291,27 @@ def predict_command(args: argparse.Namespace) -> int:
 # -- export --------------------------------------------------------------------------------------------
 def export_command(args: argparse.Namespace) -> int:
     """Runs `latentpaint export`."""
-    from latentpaint.inference.checkpoints import load_network
+    from latentpaint.files import check_outputs
+    from latentpaint.inference.checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_network
 
+    if args.format == "safetensors":
+        if args.out.is_file():
+            raise LatentpaintError(f"--out {args.out} is a file; safetensors export writes a folder")
+        outputs = [args.out / WEIGHTS_NAME, args.out / CONFIG_NAME]
+    else:
+        default_name = "model.onnx" if args.format == "onnx" else "model.pt"
+        outputs = [args.out / default_name if args.out.is_dir() else args.out]
+    check_outputs(outputs, [args.checkpoint], args.overwrite, where=args.out)
     network = load_network(args.checkpoint)
     if args.format == "safetensors":
         from latentpaint.inference.checkpoints import save_release
 
-        if args.out.is_file():
-            raise LatentpaintError(f"--out {args.out} is a file; safetensors export writes a folder")
         save_release(network, args.out, preset=network.config["arch"], source=str(args.checkpoint))
         print(f"wrote {args.out}/config.json and model.safetensors")
         return 0
     from latentpaint.inference.export import export_onnx, export_torchscript
 
-    default_name = "model.onnx" if args.format == "onnx" else "model.pt"
-    out = args.out / default_name if args.out.is_dir() else args.out
+    out = outputs[0]
     if args.format == "onnx":
         diff = export_onnx(network, out, opset=args.opset)
     else:

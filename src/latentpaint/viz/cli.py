@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from latentpaint.files import add_overwrite_flag
+
     p = subparsers.add_parser(
         "visualize",
         help="render D(E(gt) - E(masked)) (and D(R(z) - z) for a trained refiner) for one image and mask",
@@ -20,6 +22,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--size", type=int, default=None, help="resize the image and mask to this square size first"
     )
+    add_overwrite_flag(p)
     p.set_defaults(func=run)
 
 
@@ -56,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
 
     from latentpaint.data.images import load_mask, load_rgb
     from latentpaint.errors import LatentpaintError
+    from latentpaint.files import check_outputs
     from latentpaint.inference.inpainter import image_to_tensor, pad_to_multiple, tensor_to_image
     from latentpaint.viz.figures import image_grid
     from latentpaint.viz.latent import latent_damage, latent_repair
 
+    check_outputs([args.out], [args.image, args.mask, args.checkpoint], args.overwrite)
     network, trained = load_for_visualization(args.checkpoint)
     image, mask = load_rgb(args.image), load_mask(args.mask)
     if args.size:
