@@ -576,7 +576,9 @@ def notes(
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
-    with Image.open(path) as image:  # reads the header only
+    from latentpaint.data.images import IMAGE_FORMATS
+
+    with Image.open(path, formats=IMAGE_FORMATS) as image:  # reads the header only
         return image.size
 
 

@@ -25,19 +25,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
-from latentpaint.data.images import to_uint8
+from latentpaint.data.images import IMAGE_FORMATS, binarize_mask, is_lossy, oriented, to_uint8
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.inpainter import Inpainter
 
-# formats a browser or camera produces; everything else (EPS runs Ghostscript, ...) is refused unread
-IMAGE_FORMATS = [
-    f
-    for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
-    if f in Image.registered_extensions().values()
-]
 STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -146,7 +140,7 @@ def open_image(file: BinaryIO, what: str, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()  # a truncated file fails here: PIL's LOAD_TRUNCATED_IMAGES stays False
-        return ImageOps.exif_transpose(image)
+        return oriented(image)
     except Exception:  # decoders raise OSError, SyntaxError, ValueError, ... depending on the codec
         raise HTTPException(422, f"the {what} file is damaged or truncated and cannot be decoded") from None
 
@@ -168,16 +162,16 @@ def read_pair(image_file: BinaryIO, mask_file: BinaryIO, max_pixels: int) -> tup
     image = to_uint8_array(open_image(image_file, "image", max_pixels))
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
-    mask = to_uint8_array(open_image(mask_file, "mask", max_pixels))
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
+    mask_image = open_image(mask_file, "mask", max_pixels)
+    # the same rule as files: any level above 0 fills, JPEG masks above half range (no warning to show)
+    mask, _ = binarize_mask(to_uint8_array(mask_image), is_lossy(mask_image), "upload")
     if mask.shape != image.shape[:2]:
         raise HTTPException(
             422,
             f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}; "
             "they must be the same size",
         )
-    return np.ascontiguousarray(image), np.where(mask > 0, 255, 0).astype(np.uint8)
+    return np.ascontiguousarray(image), np.where(mask, 255, 0).astype(np.uint8)
 
 
 def png_response(array: np.ndarray) -> Response:
