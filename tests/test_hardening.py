@@ -214,12 +214,15 @@ def api_client(**options):
     from latentpaint.server.app import create_app
 
     key = tuple(sorted(options.items()))
+    inpainter = _CLIENT[key].app_inpainter if key in _CLIENT else None
     if key not in _CLIENT:
         import torch
 
         torch.manual_seed(0)
-        app = create_app(Inpainter(InpaintingNetwork("thesis", "control")), **options)
+        inpainter = Inpainter(InpaintingNetwork("thesis", "control"))
+        app = create_app(inpainter, **options)
         _CLIENT[key] = TestClient(app, base_url="http://127.0.0.1:8080")
+        _CLIENT[key].app_inpainter = inpainter
     return _CLIENT[key]
 
 
@@ -292,3 +295,222 @@ def test_gif_in_a_folder_is_read_not_skipped(model, tmp_path, capsys):
     result = run(capsys, "predict", "--model", model, "--input", data, "--output", tmp_path / "out")
     assert result.code == 0, result.err
     assert Image.open(tmp_path / "out" / "a_mask000.png").size == (W, H)
+
+
+# -- 3 (options). size options have ranges: a 100,000 px request is refused, not allocated -------------------
+@pytest.mark.parametrize("command", ["visualize", "masks", "predict-resize", "experiment", "demo"])
+def test_size_options_have_ranges(command, model, tmp_path, capsys):
+    image, mask = pair(tmp_path / "in")
+    argv = {
+        "visualize": ["visualize", "--checkpoint", model, "--image", image, "--mask", mask, "--out",
+                      tmp_path / "fig.png", "--size", "100000"],
+        "masks": ["masks", "--preset", "thin_256", "--images", tmp_path / "in", "--out", tmp_path / "m", "--size",
+                  "100000"],
+        "predict-resize": ["predict", "--model", model, "--input", image, "--mask", mask, "--output",
+                           tmp_path / "o", "--hd-strategy", "resize", "--hd-resize-limit", "100000"],
+        "experiment": ["experiment", "table-5-1", "--steps", "1", "--size", "100000", "--out", tmp_path / "e"],
+        "demo": ["demo", "--size", "100000", "--out", tmp_path / "d"],
+    }[command]  # fmt: skip
+    result = run(capsys, *argv)
+    assert_one_error(result, "100000")
+    assert not any((tmp_path / name).exists() for name in ("fig.png", "m", "o", "e", "d"))
+
+
+# -- 4. one line, exit 2, for every bad option or file -------------------------------------------------------
+def assert_one_error(result, *words: str) -> None:
+    """Exit 2, one stderr line starting like every latentpaint error, naming `words`, no warning."""
+    assert result.code == 2, (result.code, result.err)
+    assert len(result.err) == 1, result.err
+    assert result.err[0].startswith("latentpaint ") and ": error: " in result.err[0], result.err
+    for word in words:
+        assert word in result.err[0], (word, result.err)
+    assert not result.warnings, result.warnings
+
+
+# a data folder that does not exist: validation must fail first, and nothing can start training
+TRAIN = [
+    "train",
+    "autoencoder",
+    "--data",
+    "no-such-folder",
+    "--set",
+    "data.num_workers=0",
+    "trainer.max_steps=1",
+]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--set", "data.batch_size=abc"], ["data.batch_size", "abc"]),
+        (["--set", "trainer.precision=bogus"], ["trainer.precision", "bogus"]),
+        (["--set", "optim.lr=.nan"], ["optim.lr", "nan"]),
+        (["--set", "optim.lr=-1"], ["optim.lr"]),
+        (["--set", "data.size=100000"], ["data.size"]),
+        (["--set", "trainer.progress_bar=maybe"], ["trainer.progress_bar"]),
+        (["--accelerator", "tpu"], ["trainer.accelerator", "tpu"]),
+        (["--devices", "two"], ["trainer.devices", "two"]),
+        (["--set", "model.overrides.ngf=-1"], ["model.overrides", "ngf"]),
+        (["--set", "model.overrides.n_blocks=100"], ["model.overrides", "n_blocks"]),
+        (["--set", "model.overrides.bogus=1"], ["model.overrides", "bogus"]),
+        (["--set", "data.size=[1"], ["data.size", "YAML"]),
+        (["--set", "data.size=" + "[" * 3000], ["data.size", "nested too deeply"]),
+        (["--set", "=3"], ["=3"]),
+    ],
+)
+def test_train_bad_config_values_are_one_line(extra, words, tmp_path, capsys):
+    out = tmp_path / "run"
+    result = run(capsys, *TRAIN, *extra, "--out", out)
+    assert_one_error(result, *words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("loop", ["self", "pair"])
+def test_config_whose_base_chain_loops(loop, tmp_path, capsys):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(f"base: {a if loop == 'self' else b}\n")
+    b.write_text(f"base: {a}\n")
+    result = run(capsys, "train", "autoencoder", "--config", a, "--out", tmp_path / "run")
+    assert_one_error(result, "base")
+
+
+def test_failed_train_leaves_no_config_or_logs_in_a_new_out(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "run"
+    write(data / "broken.png", b"not an image")
+    result = run(capsys, "train", "autoencoder", "--data", data, "--out", out, "--set", "data.size=32",
+                 "data.num_workers=0", "trainer.accelerator=cpu", "trainer.progress_bar=false")  # fmt: skip
+    assert_one_error(result, str(data))
+    assert not out.exists()
+
+
+def test_failed_train_keeps_an_existing_out(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "run"
+    write(data / "broken.png", b"not an image")
+    write(out / "notes.txt", b"mine")
+    run(capsys, "train", "autoencoder", "--data", data, "--out", out, "--set", "data.size=32",
+        "data.num_workers=0", "trainer.accelerator=cpu", "trainer.progress_bar=false")  # fmt: skip
+    assert (out / "notes.txt").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--device", "meta"], ["meta"]),
+        (["--hd-crop-margin", "-1"], ["--hd-crop-margin", "-1"]),
+        (["--hd-crop-trigger", "0"], ["--hd-crop-trigger"]),
+        (["--hd-resize-limit", "abc"], ["--hd-resize-limit", "abc"]),
+    ],
+)
+def test_predict_bad_options_fail_once_up_front(extra, words, model, tmp_path, capsys):
+    data = tmp_path / "data"
+    for stem in ("a", "b", "c"):
+        pair(data, stem)
+    out = tmp_path / "out"
+    result = run(capsys, "predict", "--model", model, "--input", data, "--mask", data / "a_mask.png",
+                 "--output", out, *extra)  # fmt: skip
+    assert_one_error(result, *words)
+    assert not out.exists()
+
+
+def test_plain_pickle_says_it_is_not_a_torch_file(tmp_path, capsys):
+    import pickle
+
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(pickle.dumps({"state_dict": {"weight": [1.0, 2.0]}}))
+    image, mask = pair(tmp_path)
+    result = run(
+        capsys, "predict", "--model", path, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert_one_error(result, str(path), "plain Python pickle")
+
+
+@pytest.mark.parametrize("model_section", ["missing", "not-a-mapping", "incomplete", "bad-ngf"])
+def test_checkpoint_without_a_usable_model_config(model_section, tmp_path, capsys):
+    import torch
+
+    from test_bad_input import _training_checkpoint
+
+    checkpoint = _training_checkpoint(_small_network(), "alpha")
+    config = checkpoint["hyper_parameters"]["config"]
+    if model_section == "missing":
+        del config["model"]
+    elif model_section == "not-a-mapping":
+        config["model"] = 5
+    elif model_section == "incomplete":
+        del config["model"]["arch"]
+    else:
+        config["model"]["overrides"]["ngf"] = -1
+    path = tmp_path / "run.ckpt"
+    torch.save(checkpoint, path)
+    image, mask = pair(tmp_path)
+    for argv in (
+        ["predict", "--model", path, "--input", image, "--mask", mask, "--output", tmp_path / "o"],
+        ["visualize", "--checkpoint", path, "--image", image, "--mask", mask, "--out", tmp_path / "v.png"],
+        ["export", "--checkpoint", path, "--format", "safetensors", "--out", tmp_path / "rel"],
+    ):
+        assert_one_error(run(capsys, *argv), str(path))
+    assert not [p for p in tmp_path.iterdir() if p.name in ("o", "v.png", "rel")]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize("kind", ["release", "training-ckpt"])
+def test_weights_with_nan_or_inf_are_refused(kind, value, tmp_path, capsys):
+    import torch
+
+    from test_bad_input import _training_checkpoint
+
+    network = _small_network()
+    with torch.no_grad():
+        next(network.parameters()).view(-1)[0] = float(value)
+    if kind == "release":
+        path = save_release(network, tmp_path / "rel")
+        named = path / WEIGHTS_NAME
+    else:
+        path = named = tmp_path / "run.ckpt"
+        torch.save(_training_checkpoint(network, "alpha"), path)
+    image, mask = pair(tmp_path)
+    result = run(
+        capsys, "predict", "--model", path, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert_one_error(result, str(named), "NaN or infinite")
+    assert not (tmp_path / "o").exists()
+
+
+def test_foreign_library_warnings_stay_out_of_the_terminal(model, tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import latentpaint.devices as devices
+
+    resolve = devices.resolve_device
+
+    def noisy(name):  # what torch's own modules emit now and then: about torch, not the user's input
+        warnings.warn_explicit(
+            "TypedStorage is deprecated", UserWarning, "torch/storage.py", 1, "torch.storage"
+        )
+        warnings.warn_explicit("an internal note", UserWarning, "lightning/x.py", 1, "lightning.fabric.x")
+        return resolve(name)
+
+    monkeypatch.setattr(devices, "resolve_device", noisy)
+    image, mask = pair(tmp_path)
+    result = run(
+        capsys, "predict", "--model", model, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert result.code == 0 and not result.warnings and not result.err
+
+
+def test_our_warnings_are_one_line(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    exact = _stroke_mask(48)
+    image = write(tmp_path / "x.png", np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    mask = tmp_path / "m.jpg"
+    mask.write_bytes(png_bytes(exact, "JPEG", quality=60))
+    done = subprocess.run(
+        [sys.executable, "-m", "latentpaint", "predict", "--method", "opencv-telea", "--input", image, "--mask",
+         mask, "--output", tmp_path / "o"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("latentpaint: warning: mask") and "JPEG" in lines[0], lines

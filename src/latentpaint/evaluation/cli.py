@@ -32,6 +32,7 @@ _COLUMNS = (("ssim", "{:.4f}"), ("psnr", "{:.2f}"), ("lpips", "{:.4f}"), ("fid",
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `evaluate` subcommand."""
     from latentpaint.files import add_overwrite_flag
+    from latentpaint.options import integer
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON to this file")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per batch (default: 8)")
+    parser.add_argument("--batch-size", type=integer(1, 4096), default=8, help="pairs per batch (default: 8)")
     add_overwrite_flag(parser)
     parser.set_defaults(func=run)
 

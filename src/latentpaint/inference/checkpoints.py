@@ -16,6 +16,7 @@ import torch
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import atomic_write
+from latentpaint.inference.safety import model_section, refuse_non_finite, refuse_plain_pickle
 
 
 def error_reason(exc: BaseException) -> str:
@@ -36,6 +37,7 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise LatentpaintError(f"checkpoint {path} does not exist")
+    refuse_plain_pickle(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -118,6 +120,7 @@ def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Pat
                 f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(result[k].shape)})"
             )
         raise LatentpaintError(f"{source} holds weights of another architecture: {'; '.join(parts)} keys")
+    refuse_non_finite(state, source)
     network.load_state_dict(state, strict=True)
 
 
@@ -178,7 +181,7 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
         raise LatentpaintError(
             f"{path} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"
         )
-    m = config["model"]
+    m = model_section(config, path)
     network = network_from_config(
         {"arch": m["arch"], "mask_mode": m["mask_mode"], "delta": m["delta"], "overrides": m["overrides"]}
     )

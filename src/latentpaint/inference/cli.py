@@ -14,7 +14,8 @@ PREDICT_HELP = """\
 Inpaint images with a model (a latentpaint release folder, a training checkpoint or an official LaMa
 folder) or with OpenCV.
 
-Pairing images with masks (a mask is any image; every grey level above 0 means "fill"):
+Pairing images with masks (a mask is any image; every grey level above 0 means "fill", in JPEG masks
+every level above 127, so that their compression noise is not filled):
   --input DIR, no --mask   LaMa: DIR holds NAME.png and its masks NAME_mask000.png, NAME_mask001.png, ...
                            (any image extension, subfolders too); one output per mask, named after the
                            mask: OUT/NAME_mask000.png, as LaMa's predict.py writes them.
@@ -24,8 +25,9 @@ Pairing images with masks (a mask is any image; every grey level above 0 means "
   --input FILE             with --mask FILE, that mask (output OUT/NAME.png); without, the LaMa masks
                            NAME_mask*.* next to it.
 --hd-* and --refine apply to --method model; opencv-* inpaint the whole image (radius 3).
-Outputs are PNG, written atomically. A file that fails is reported on one line and skipped; the others
-are still written, and the exit code is then 1.
+Outputs are PNG, written atomically; an existing file is replaced only with --overwrite, an input
+never. A file that fails is reported on one line and skipped; the others are still written, and the
+exit code is then 1.
 """
 
 EXPORT_HELP = """\
@@ -44,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `predict` and `export` subcommands."""
     from latentpaint.files import add_overwrite_flag
     from latentpaint.inference.hd import CROP_MARGIN, CROP_TRIGGER_SIZE, RESIZE_LIMIT, STRATEGIES
+    from latentpaint.options import MAX_SIDE, integer, side
 
     p = subparsers.add_parser(
         "predict",
@@ -70,14 +73,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="large images: whole image, resized copy, or crops around each mask region (default: crop)",
     )  # fmt: skip
     p.add_argument(
-        "--hd-crop-margin", type=int, default=CROP_MARGIN, metavar="PX", help=f"default: {CROP_MARGIN}"
+        "--hd-crop-margin",
+        type=integer(0, MAX_SIDE),
+        default=CROP_MARGIN,
+        metavar="PX",
+        help=f"default: {CROP_MARGIN}",
     )
     p.add_argument(
-        "--hd-crop-trigger", type=int, default=CROP_TRIGGER_SIZE, metavar="PX",
+        "--hd-crop-trigger", type=side, default=CROP_TRIGGER_SIZE, metavar="PX",
         help=f"crop only when the long side is larger (default: {CROP_TRIGGER_SIZE})",
     )  # fmt: skip
     p.add_argument(
-        "--hd-resize-limit", type=int, default=RESIZE_LIMIT, metavar="PX",
+        "--hd-resize-limit", type=side, default=RESIZE_LIMIT, metavar="PX",
         help=f"resize the long side to this when larger (default: {RESIZE_LIMIT})",
     )  # fmt: skip
     p.add_argument("--refine", action="store_true", help="LaMa's multi-scale feature refinement (slow)")
@@ -106,7 +113,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--format", choices=("safetensors", "onnx", "torchscript"), required=True)
     e.add_argument("--out", type=Path, required=True, metavar="DIR|FILE", help="folder (safetensors) or file")
-    e.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset, 18 or newer (default: 18)")
+    e.add_argument(
+        "--opset",
+        type=integer(1, 1000),
+        default=18,
+        metavar="N",
+        help="ONNX opset, 18 or newer (default: 18)",
+    )
     add_overwrite_flag(e)
     e.set_defaults(func=export_command)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
 from latentpaint.training.autoencoder import AutoencoderSystem
 from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, ResumableCSVLogger, StepTimer
-from latentpaint.training.config import save_config
+from latentpaint.training.config import save_config, validate_config
 from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
 
 CHECKPOINT_DIR = "checkpoints"
@@ -49,7 +50,24 @@ def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
 
 
 def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
-    """Trains one run into `out_dir`; returns the final checkpoint path."""
+    """Trains one run into `out_dir`; returns the final checkpoint path.
+
+    The config is validated first (types and ranges, `validate_config`). A run that fails before
+    writing any checkpoint into a folder it created removes that folder: no `config.yaml` or `logs/`
+    of a run that never happened.
+    """
+    validate_config(config)
+    out_dir = Path(out_dir)
+    new_folder = not out_dir.exists()
+    try:
+        return _train(config, out_dir, resume)
+    except BaseException:
+        if new_folder and out_dir.is_dir() and not any((out_dir / CHECKPOINT_DIR).glob("*.ckpt")):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     # Lightning's start-up banner (accelerator lines, cloud tips) buries our own output
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # frozen encoder/decoder are in eval mode on purpose (their BatchNorm statistics must not move)
