@@ -514,3 +514,59 @@ def test_our_warnings_are_one_line(tmp_path, capsys):
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("latentpaint: warning: mask") and "JPEG" in lines[0], lines
+
+
+# -- 3 (time). a dotted mask with --hd-strategy crop: crops merged or capped, and the fallback said ------------
+def _dotted(height: int, width: int, step: int) -> np.ndarray:
+    mask = np.zeros((height, width), np.float32)
+    mask[::step, ::step] = 1
+    return mask
+
+
+class Calls:
+    """A predictor that records the size of each call and fills with grey."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def __call__(self, image, mask):
+        self.sizes.append(image.shape[:2])
+        return np.full_like(image, 128)
+
+
+@pytest.mark.parametrize("size, strategy", [((900, 1000), "original"), ((1500, 2000), "resize")])
+def test_dotted_mask_crop_falls_back_and_says_so(size, strategy):
+    from latentpaint.inference.hd import inpaint_hd
+
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    mask = _dotted(*size, step=9)  # about 10,000 one-pixel regions
+    calls = Calls()
+    with pytest.warns(UserWarning, match=f"used --hd-strategy {strategy}"):
+        out = inpaint_hd(calls, image, mask, "crop")
+    assert len(calls.sizes) == 1
+    assert np.array_equal(out[mask == 0], image[mask == 0]) and (out[mask > 0] == 128).all()
+
+
+def test_overlapping_crop_windows_are_merged():
+    from latentpaint.inference.hd import inpaint_hd
+
+    image = np.random.default_rng(0).integers(0, 256, (1000, 1200, 3), dtype=np.uint8)
+    mask = np.zeros((1000, 1200), np.float32)
+    mask[100:300:20, 100:300:20] = 1  # 100 dots close together: one crop around them all
+    mask[800, 1000] = 1  # and one far away
+    calls = Calls()
+    out = inpaint_hd(calls, image, mask, "crop")
+    assert len(calls.sizes) == 2
+    assert np.array_equal(out[mask == 0], image[mask == 0]) and (out[mask > 0] == 128).all()
+
+
+def test_predict_dotted_mask_is_fast_and_says_which_strategy(model, tmp_path, capsys):
+    image = write(
+        tmp_path / "x.png", np.random.default_rng(0).integers(0, 256, (850, 900, 3), dtype=np.uint8)
+    )
+    mask = write(tmp_path / "m.png", (_dotted(850, 900, 7) * 255).astype(np.uint8))
+    result = run(
+        capsys, "predict", "--model", model, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert result.code == 0, result.err
+    assert len(result.warnings) == 1 and "used --hd-strategy original" in result.warnings[0]
