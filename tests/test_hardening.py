@@ -412,6 +412,12 @@ def test_predict_bad_options_fail_once_up_front(extra, words, model, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "lots"])
+@pytest.mark.parametrize("flag", ["--max-upload-mb", "--max-megapixels"])
+def test_serve_bad_limits(flag, value, model, capsys):
+    assert_one_error(run(capsys, "serve", "--model", model, flag, value), flag)
+
+
 def test_plain_pickle_says_it_is_not_a_torch_file(tmp_path, capsys):
     import pickle
 
@@ -570,3 +576,123 @@ def test_predict_dotted_mask_is_fast_and_says_which_strategy(model, tmp_path, ca
     )
     assert result.code == 0, result.err
     assert len(result.warnings) == 1 and "used --hd-strategy original" in result.warnings[0]
+
+
+# -- 3 (server). work per request is bounded, and running out of memory is a 503 with a sentence -------------
+def test_server_bounds_what_the_network_sees(monkeypatch):
+    budget = 32 * 32
+    client = api_client(max_inference_pixels=budget)
+    inpainter = client.app_inpainter
+    seen = []
+    real = type(inpainter).predict_array
+
+    def record(self, image, mask):
+        seen.append(image.shape[0] * image.shape[1])
+        return real(self, image, mask)
+
+    monkeypatch.setattr(type(inpainter), "predict_array", record)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    for mask, strategy in (
+        (_with_box(90, 120, (10, 20, 14, 26)), "crop"),  # a small hole: one crop around it
+        (_with_box(90, 120, (0, 90, 0, 120)), "resize"),  # the whole image: a resized copy
+    ):
+        seen.clear()
+        response = api_post(client, png_bytes(image), png_bytes(mask))
+        assert response.status_code == 200 and response.headers["x-hd-strategy"] == strategy
+        assert seen and max(seen) <= budget
+        result = np.asarray(Image.open(__import__("io").BytesIO(response.content)))
+        assert result.shape == image.shape and np.array_equal(result[mask == 0], image[mask == 0])
+    seen.clear()
+    response = api_post(client, png_bytes(image), png_bytes(_with_box(90, 120, (0, 90, 0, 120))),
+                        path="/api/latent-damage")  # fmt: skip
+    assert response.status_code == 200 and response.headers["x-hd-strategy"] == "resize"
+
+
+def _with_box(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    mask[box[0] : box[1], box[2] : box[3]] = 255
+    return mask
+
+
+def test_server_default_inference_budget_is_measured_not_40_megapixels():
+    limits = api_client().get("/api/health").json()["limits"]
+    assert limits["max_pixels"] == 40_000_000  # what an upload may be
+    assert limits["max_inference_pixels"] == 4_000_000  # what the network sees at once
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to "
+                     "allocate 10737418240 bytes."),
+        MemoryError(),
+        __import__("cv2").error("OpenCV(5.0.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate"),
+    ],
+)  # fmt: skip
+def test_server_out_of_memory_is_503_not_500(error, monkeypatch):
+    client = api_client()
+
+    def fail(self, image, mask):
+        raise error
+
+    inpainter = client.app_inpainter
+    monkeypatch.setattr(type(inpainter), "predict_array", fail)
+    response = api_post(client, png_bytes(_noise()), png_bytes(box_mask()))
+    assert response.status_code == 503 and "memory" in response.json()["detail"]
+
+
+# -- 5. the server only talks to its own page -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers, allowed",
+    [
+        ({}, True),  # curl, scripts: no Origin
+        ({"host": "localhost:8080"}, True),
+        ({"host": "[::1]:8080"}, True),
+        ({"origin": "http://127.0.0.1:8080"}, True),  # the page itself
+        ({"host": "evil.example:8080"}, False),  # DNS rebinding: a foreign name resolving to 127.0.0.1
+        ({"host": "evil.example"}, False),
+        ({"origin": "https://evil.example"}, False),  # another web page posting to the server
+        ({"origin": "null"}, False),  # sandboxed frames, file:// pages
+        ({"origin": "http://127.0.0.1:9999"}, False),  # another local server's page
+        ({"sec-fetch-site": "cross-site"}, False),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/inpaint", "/api/health", "/"])
+def test_server_refuses_foreign_hosts_and_origins(headers, allowed, path):
+    client = api_client()
+    if path == "/api/inpaint":
+        response = api_post(client, png_bytes(_noise()), png_bytes(box_mask()), headers=headers)
+    else:
+        response = client.get(path, headers=headers)
+    if allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 403 and response.json()["detail"]
+
+
+def test_server_allowed_host_option():
+    client = api_client(allowed_hosts=("myserver.lan",))
+    assert client.get("/api/health", headers={"host": "myserver.lan:8080"}).status_code == 200
+    assert client.get("/api/health", headers={"host": "other.lan:8080"}).status_code == 403
+    assert api_client(allowed_hosts=("*",)).get("/api/health", headers={"host": "x.y"}).status_code == 200
+
+
+def test_serve_cli_allowed_host_reaches_the_app(model, capsys, monkeypatch):
+    import uvicorn
+
+    import latentpaint.server.cli as serve_cli
+
+    served = {}
+    real_listen = serve_cli.listen
+    monkeypatch.setattr(serve_cli, "listen", lambda host, port: real_listen("127.0.0.1", port))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.update(app=self.config.app))
+    result = run(capsys, "serve", "--model", model, "--host", "0.0.0.0", "--port", "0", "--allowed-host",
+                 "box.lan", "--max-inference-megapixels", "2")  # fmt: skip
+    assert result.code == 0 and "--allowed-host" in "\n".join(result.err)
+    from fastapi.testclient import TestClient
+
+    with TestClient(served["app"], base_url="http://box.lan:8080") as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200 and health.json()["limits"]["max_inference_pixels"] == 2_000_000
+        assert client.get("/api/health", headers={"host": "evil.example"}).status_code == 403
