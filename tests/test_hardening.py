@@ -696,3 +696,22 @@ def test_serve_cli_allowed_host_reaches_the_app(model, capsys, monkeypatch):
         health = client.get("/api/health")
         assert health.status_code == 200 and health.json()["limits"]["max_inference_pixels"] == 2_000_000
         assert client.get("/api/health", headers={"host": "evil.example"}).status_code == 403
+
+
+# -- 0. the README's commands set up what the tests need ----------------------------------------------------
+def test_make_test_installs_the_browser_itself():
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    # -n prints the recipes without running them; the stamp is treated as fresh so pip is not listed
+    plan = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "test"], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert "command -v chromium" in plan.stdout and "apt-get install -y" in plan.stdout
+    assert plan.stdout.index("apt-get install") < plan.stdout.index("pytest")
+    ci = (root / ".ci" / "run").read_text()
+    assert "apt-get" not in ci and "make lint" in ci and "make test" in ci
