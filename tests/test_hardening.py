@@ -365,6 +365,29 @@ def test_train_bad_config_values_are_one_line(extra, words, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--strategy", "bogus"], ["strategy='bogus'"]),
+        (["--accelerator", "cpu", "--devices", "0,1"], ["devices='0,1'"]),
+        (["--accelerator", "gpu"], ["accelerator='gpu'"]),
+        (["--set", "trainer.strategy=deepspeed"], ["deepspeed"]),
+    ],
+)
+def test_train_settings_lightning_refuses_are_one_line(extra, words, tmp_path, capsys):
+    import importlib.util
+
+    import torch
+
+    if "gpu" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    if "trainer.strategy=deepspeed" in extra and importlib.util.find_spec("deepspeed"):
+        pytest.skip("DeepSpeed is installed")
+    out = tmp_path / "run"
+    assert_one_error(run(capsys, *TRAIN, *extra, "--out", out), *words)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("loop", ["self", "pair"])
 def test_config_whose_base_chain_loops(loop, tmp_path, capsys):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"

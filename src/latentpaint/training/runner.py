@@ -106,7 +106,7 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
         # another path) writes last-v1.ckpt and `--resume` would pick up the stale last.ckpt
         enable_version_counter=False,
     )
-    trainer = L.Trainer(
+    trainer = _trainer(
         default_root_dir=out_dir,
         max_steps=t["max_steps"],
         accelerator=t["accelerator"],
@@ -134,6 +134,21 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     final = last_checkpoint(out_dir)
     trainer.save_checkpoint(final, weights_only=False)
     return final
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    """L.Trainer(**kwargs); Lightning's refusal of the hardware settings (no GPU for accelerator=gpu, an
+    unknown strategy, devices the accelerator cannot take, a missing backend package) is one line."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError, RuntimeError) as exc:
+        settings = ", ".join(
+            f"{k}={kwargs[k]!r}" for k in ("accelerator", "devices", "strategy", "precision")
+        )
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise LatentpaintError(f"Lightning cannot train with {settings}: {reason}") from None
 
 
 def is_ddp_child() -> bool:
