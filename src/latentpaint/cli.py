@@ -56,11 +56,6 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"latentpaint: warning: {text}\n"
 
 
-def first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:

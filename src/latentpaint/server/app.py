@@ -2,8 +2,10 @@
 
 Everything a request sends is untrusted: bodies are counted while they arrive, image sizes are read
 from the header before any pixel is decoded, and every decoding failure becomes a 4xx with one sentence
-in `{"detail": ...}`. One request at a time decodes and runs the model, so memory stays bounded by one
-image. Nothing a request names is used as a path: the page and its static files are held in memory.
+in `{"detail": ...}`. One request at a time decodes and runs the model, and the model sees at most
+`max_inference_pixels` at once (crops or a resized copy above it), so memory stays bounded; running out
+of it anyway is a 503. Only loopback Host headers (DNS rebinding) and no foreign Origin (other web pages)
+are answered. Nothing a request names is used as a path: the page and its static files are held in memory.
 The API docs at `/docs` work offline: Swagger UI comes from the `fastapi-offline` package, not a CDN.
 """
 
