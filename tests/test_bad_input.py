@@ -564,7 +564,10 @@ def client():
     from latentpaint.server.app import create_app
 
     torch.manual_seed(0)
-    with TestClient(create_app(Inpainter(InpaintingNetwork("thesis", "control")))) as client:
+    app = create_app(Inpainter(InpaintingNetwork("thesis", "control")))
+    with TestClient(
+        app, base_url="http://127.0.0.1:8080"
+    ) as client:  # a loopback Host, as the server requires
         yield client
 
 

@@ -23,6 +23,9 @@ from latentpaint.server import create_app  # noqa: E402
 from latentpaint.server.cli import is_loopback  # noqa: E402
 
 H, W = 37, 53  # not multiples of 8: the server must crop the padding away
+LOCAL = (
+    "http://127.0.0.1:8080"  # the server answers loopback Host headers only (not TestClient's "testserver")
+)
 
 
 def png(image: Image.Image | np.ndarray, **save) -> bytes:
@@ -47,7 +50,7 @@ def inpainter() -> Inpainter:
 
 @pytest.fixture(scope="module")
 def client(inpainter) -> TestClient:
-    with TestClient(create_app(inpainter), raise_server_exceptions=False) as c:
+    with TestClient(create_app(inpainter), raise_server_exceptions=False, base_url=LOCAL) as c:
         yield c
 
 
@@ -95,7 +98,11 @@ def test_health(client, inpainter):
     assert body["status"] == "ok"
     assert body["model"]["config"]["mask_mode"] == "control"
     assert body["model"]["parameters"] == sum(p.numel() for p in inpainter.network.parameters())
-    assert body["limits"] == {"max_upload_bytes": 20 * 2**20, "max_pixels": 40_000_000}
+    assert body["limits"] == {
+        "max_upload_bytes": 20 * 2**20,
+        "max_pixels": 40_000_000,
+        "max_inference_pixels": 4_000_000,
+    }
 
 
 def test_page_static_and_docs(client):
@@ -178,7 +185,9 @@ def test_mask_with_colour_and_alpha(client, image, mask):
 
 
 def test_too_many_bytes(inpainter, image, mask):
-    with TestClient(create_app(inpainter, max_upload_bytes=2000), raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(inpainter, max_upload_bytes=2000), raise_server_exceptions=False, base_url=LOCAL
+    ) as c:
         big = png(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8))
         assert len(big) > 2000
         assert_error(post(c, image=big, mask=png(mask)), 413)
@@ -226,7 +235,11 @@ def asgi_post(app, body: bytes, content_type: str, chunk: int) -> tuple[int, str
         "raw_path": b"/api/inpaint",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", content_type.encode()), (b"transfer-encoding", b"chunked")],
+        "headers": [
+            (b"host", b"127.0.0.1"),  # the server answers loopback hosts only
+            (b"content-type", content_type.encode()),
+            (b"transfer-encoding", b"chunked"),
+        ],
         "client": ("127.0.0.1", 1234),
         "server": ("127.0.0.1", 80),
     }
@@ -237,12 +250,14 @@ def asgi_post(app, body: bytes, content_type: str, chunk: int) -> tuple[int, str
 
 
 def test_too_many_pixels(inpainter, image, mask):
-    with TestClient(create_app(inpainter, max_pixels=H * W - 1), raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(inpainter, max_pixels=H * W - 1), raise_server_exceptions=False, base_url=LOCAL
+    ) as c:
         assert_error(post(c, image=png(image), mask=png(mask)), 413)
         assert_error(post(c, "/api/latent-damage", image=png(image), mask=png(mask)), 413)
     # a tiny file that claims a huge size is refused from its header alone
     # (50 MP trips the server's 40 MP limit; 2,500 MP trips PIL's own decompression-bomb check first)
-    with TestClient(create_app(inpainter), raise_server_exceptions=False) as c:
+    with TestClient(create_app(inpainter), raise_server_exceptions=False, base_url=LOCAL) as c:
         for width, height in [(10_000, 5_000), (50_000, 50_000)]:
             huge = claim_size(png(Image.new("L", (1, 1))), width, height)
             response = post(c, image=huge, mask=huge)
@@ -426,7 +441,7 @@ def test_cli_serve(tmp_path, capsys, monkeypatch, inpainter, host, warned):
     err = capsys.readouterr().err
     assert ("warning" in err and "network" in err) == warned
     assert served["host"] == host and served["port"] > 0
-    with TestClient(served["app"]) as c:
+    with TestClient(served["app"], base_url=LOCAL) as c:
         assert c.get("/api/health").json()["limits"]["max_upload_bytes"] == 2**20
 
 

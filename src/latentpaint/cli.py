@@ -9,8 +9,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.options import OneLineParser
+
+# libraries whose warnings and log lines are about their own internals, not the user's input
+FOREIGN = (
+    "torch",
+    "torchvision",
+    "lightning",
+    "lightning_fabric",
+    "torchmetrics",
+    "onnx",
+    "onnxscript",
+    "PIL",
+)
 
 # subcommand modules, in the order a user meets them
 SUBCOMMANDS = [
@@ -27,7 +41,7 @@ SUBCOMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="latentpaint",
         description="Image inpainting in the latent space of a frozen autoencoder (LaMa-compatible).",
     )
@@ -37,19 +51,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """`latentpaint: warning: MESSAGE`: no file name, line number or source line of ours."""
+    text = " ".join(str(message).split())
+    return f"latentpaint: warning: {text}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with warnings.catch_warnings():
+        # torch, Lightning, ...: their warnings are about their internals, not something a user can act on
+        for module in FOREIGN:
+            warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+        format_warning, warnings.formatwarning = warnings.formatwarning, one_line_warning
+        try:
+            return run_command(args)
+        finally:
+            warnings.formatwarning = format_warning
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`args.func(args)`; every error a user can cause ends as one line on stderr (exit 2)."""
+    import yaml
+
+    prefix = f"latentpaint {args.command}: error:"
     try:
         code = args.func(args)
     except LatentpaintError as exc:
-        print(f"latentpaint {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix} {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permission denied, ...: the system's sentence names the file
-        print(f"latentpaint {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix} {exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"{prefix} cannot parse YAML: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{prefix} the input is nested too deeply to read", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{prefix} out of memory; try a smaller input or a smaller --size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"latentpaint {args.command}: interrupted", file=sys.stderr)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latentpaint.options import integer, side
+
 HELD_OUT = ("chelsea", "coffee")  # never seen in training; the rest of the built-in photos train
 
 
@@ -25,12 +27,12 @@ def register(subparsers) -> None:
         "demo", help="train and inpaint end to end on the built-in photos (CPU, minutes)"
     )
     p.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
-    p.add_argument("--size", type=int, default=128, help="training crop size (default 128)")
-    p.add_argument("--autoencoder-steps", type=int, default=400, help="stage-1 steps (default 400)")
-    p.add_argument("--steps", type=int, default=800, help="stage-2 latent-control steps (default 800)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=side, default=128, help="training crop size (default 128)")
+    p.add_argument("--autoencoder-steps", type=integer(1), default=400, help="stage-1 steps (default 400)")
+    p.add_argument("--steps", type=integer(1), default=800, help="stage-2 latent-control steps (default 800)")
+    p.add_argument("--batch-size", type=integer(1, 4096), default=8)
+    p.add_argument("--num-workers", type=integer(0, 256), default=1)
+    p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,9 @@ import torch
 
 from latentpaint.errors import LatentpaintError
 
+# device types that compute; torch also knows 'meta' (shapes only, no data) and backends for other hardware
+COMPUTE_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
 
 def resolve_device(name: str) -> torch.device:
     """torch.device(`name`) after allocating on it, so 'cuda:7' on a one-GPU or CPU machine fails here."""
@@ -13,6 +16,10 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise LatentpaintError(f"unknown device {name!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type not in COMPUTE_DEVICES:  # 'meta' holds shapes only: every result would be missing
+        raise LatentpaintError(
+            f"device {name!r} cannot run a model; use one of {', '.join(COMPUTE_DEVICES)} (e.g. cuda:1)"
+        )
     try:
         torch.empty(0, device=device)
     except (RuntimeError, ValueError, AssertionError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -28,3 +28,68 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Writes `data` to `path` atomically."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+# -- the one rule for outputs a user names -------------------------------------------------------------
+OVERWRITE_FLAG = "--overwrite"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file: two names of one file (a hard link, a symlink) share it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(
+    outputs: Iterable[str | Path],
+    inputs: Iterable[str | Path | None] = (),
+    overwrite: bool = False,
+    where: str | Path | None = None,
+) -> None:
+    """Refuses, before anything is written, an output that is one of the `inputs` (always) or a file
+    that already exists (unless `overwrite`): the user's files are replaced only when they asked for it.
+
+    `inputs` are the files a command reads (a folder counts as every file in it, e.g. a model folder's
+    config and weights); `where` names the output folder in the message when a folder run would
+    replace several files. Raises one `LatentpaintError`; the CLI turns it into one line and exit code 2.
+    """
+    from latentpaint.errors import LatentpaintError
+
+    outputs = [Path(p) for p in outputs]
+    read: list[Path] = []
+    for p in (Path(p) for p in inputs if p is not None):
+        read.extend(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else read.append(p)
+    by_path = {p.resolve(): p for p in read}
+    by_identity = {_identity(p): p for p in read} if any(o.exists() for o in outputs) else {}
+    by_identity.pop(None, None)
+    for out in outputs:
+        source = by_path.get(out.resolve()) or (by_identity.get(_identity(out)) if out.exists() else None)
+        if source is not None:
+            raise LatentpaintError(
+                f"refusing to write {out}: it would overwrite the input {source}; choose another output"
+            )
+        if out.is_dir():
+            raise LatentpaintError(f"cannot write {out}: it is a folder")
+    if overwrite:
+        return
+    existing = [out for out in outputs if out.exists() or out.is_symlink()]
+    if len(existing) == 1:
+        raise LatentpaintError(f"{existing[0]} already exists; pass {OVERWRITE_FLAG} to replace it")
+    if existing:
+        folder = f" in {where}" if where is not None else ""
+        raise LatentpaintError(
+            f"{len(existing)} files already exist{folder} (e.g. {existing[0]}); pass {OVERWRITE_FLAG} to "
+            "replace them"
+        )
+
+
+def add_overwrite_flag(parser) -> None:
+    """The shared `--overwrite` option of every command that writes files the user names."""
+    parser.add_argument(
+        OVERWRITE_FLAG,
+        action="store_true",
+        help="replace output files that already exist (an output that is also an input is always refused)",
+    )

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.files import add_overwrite_flag
+from latentpaint.options import integer, number, side
 
 # LaMa's gen_mask_dataset rejects masks covering more than half the image (`max_tamper_area: 0.5`)
 MAX_MASK_AREA = 0.5
@@ -238,11 +240,15 @@ def register(subparsers) -> None:
     p.add_argument("--images", required=True, type=Path, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
-    p.add_argument("--masks-per-image", type=int, default=1, help="masks per image (default 1)")
-    p.add_argument("--size", type=int, help="output side in pixels (default: the preset's native size)")
+    p.add_argument("--masks-per-image", type=integer(1, 1000), default=1, help="masks per image (default 1)")
+    p.add_argument("--size", type=side, help="output side in pixels (default: the preset's native size)")
     p.add_argument(
-        "--max-area", type=float, default=MAX_MASK_AREA, help="largest mask area kept (default 0.5, LaMa's)"
+        "--max-area",
+        type=number(0, 1),
+        default=MAX_MASK_AREA,
+        help="largest mask area kept (default 0.5, LaMa's)",
     )
+    add_overwrite_flag(p)
     p.set_defaults(func=run)
 
 
@@ -279,6 +285,7 @@ def draw_masks(
 
 def run(args: argparse.Namespace) -> int:
     from latentpaint.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, save_image
+    from latentpaint.files import check_outputs
 
     if args.masks_per_image < 1:
         raise LatentpaintError(f"--masks-per-image must be at least 1, not {args.masks_per_image}")
@@ -305,6 +312,12 @@ def run(args: argparse.Namespace) -> int:
             )
         names[name] = path
 
+    outputs = [
+        out_dir / f"{name}{suffix}.png"
+        for name in names
+        for suffix in ["", *(f"_mask{k:03d}" for k in range(args.masks_per_image))]
+    ]
+    check_outputs(outputs, paths, args.overwrite, where=args.out)
     generator = get_mask_generator(args.preset, size)
     out_dir.mkdir(parents=True, exist_ok=True)
     areas = []

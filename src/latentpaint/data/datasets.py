@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from latentpaint.data.images import (
     IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
     MAX_PIXELS,
     builtin_photos,
     list_images,
@@ -50,7 +51,7 @@ def _probe(path: Path, max_pixels: int) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit here
-            with Image.open(path) as image:
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
                 too_big = image.width * image.height > max_pixels
     except Exception as exc:  # PIL raises several types for files it cannot identify
         raise LatentpaintError(f"cannot read image {path}: {exc}") from exc

@@ -7,12 +7,26 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import atomic_write_bytes
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# The only decoders a file is ever handed to, whatever its name says: what cameras, browsers and image
+# tools write. Everything else Pillow could open (EPS runs Ghostscript, ...) is refused unread. Every
+# reader (files, folders, uploads, header probes) passes this to Image.open. GIFs give their first frame.
+IMAGE_FORMATS: tuple[str, ...] = tuple(
+    f
+    for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+    if f in Image.registered_extensions().values()
+)
+# lossy formats: a mask saved as JPEG has compression noise around every edge, which "> 0 means fill"
+# would add to the mask; their masks are thresholded at half range instead
+LOSSY_FORMATS = ("JPEG", "MPO")
+LOSSY_MASK_THRESHOLD = 127  # fill where the 8-bit level is above this
+# a mask with more grey levels than this (besides 0 and full) is probably not what the user meant
+MASK_LEVELS_WARNING = 16
 # refuse larger images before decoding: 40 MP is a 7,700 x 5,200 photo, far beyond what training or
 # evaluation needs, and a crafted PNG this size would take gigabytes to decode
 MAX_PIXELS = 40_000_000
@@ -39,7 +53,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # our own, lower limit below replaces PIL's decompression-bomb warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(path, formats=IMAGE_FORMATS)
         with image:
             # the header gives the size: check it before decoding any pixels
             if image.width * image.height > max_pixels:
@@ -48,16 +62,33 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
                     f"{max_pixels:,} pixels"
                 )
             image.load()  # decode now: a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays False)
-            return ImageOps.exif_transpose(image)  # a copy, still valid once the file is closed
+            return oriented(image)
     except LatentpaintError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... depending on the codec
-        reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc) or type(exc).__name__
+        if isinstance(exc, FileNotFoundError):
+            reason = "no such file"
+        elif isinstance(exc, UnidentifiedImageError):
+            reason = f"not an image in a supported format ({', '.join(IMAGE_FORMATS)})"
+        else:
+            reason = str(exc) or type(exc).__name__
         raise LatentpaintError(f"cannot read image {path}: {reason}") from exc
 
 
+def oriented(image: Image.Image) -> Image.Image:
+    """The EXIF-rotated copy (still valid once the file is closed), keeping the decoder's format name."""
+    result = ImageOps.exif_transpose(image)
+    result.format = image.format
+    return result
+
+
 def to_uint8(array: np.ndarray) -> np.ndarray:
-    """Brings 16-bit, 32-bit integer and float single-channel data to 0..255."""
+    """Brings 16-bit, 32-bit integer and float single-channel data to 0..255.
+
+    Integer data is scaled by the range its values really use: 8-bit content stored in a 16- or 32-bit
+    mode (PIL's "I", "I;16": common for TIFFs and converted greyscale) stays as it is, 16-bit content
+    keeps its high byte as an 8-bit export would, 32-bit content its top 8 bits.
+    """
     if array.dtype == np.uint8:
         return array
     if array.dtype == bool:
@@ -65,8 +96,10 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         # float images are 0..1 by convention; clip anything outside
         return (np.clip(np.nan_to_num(array), 0, 1) * 255 + 0.5).astype(np.uint8)
-    # 16-bit data (PIL modes I;16 and I): keep the high byte, as an 8-bit export would
-    return (np.clip(array, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+    values = np.clip(array, 0, None).astype(np.uint64)
+    top = int(values.max()) if values.size else 0
+    shift = 0 if top <= 0xFF else 8 if top <= 0xFFFF else 24
+    return (values >> shift).astype(np.uint8)
 
 
 def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -83,16 +116,50 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise LatentpaintError(f"cannot read image {path}: {exc}") from exc
 
 
+def binarize_mask(array: np.ndarray, lossy: bool, name: str) -> tuple[np.ndarray, str | None]:
+    """The one mask rule: (bool (H, W) fill mask, warning or None) from raw levels (H, W[, C]).
+
+    Any channel above 0 means fill. JPEG masks are the exception: their compression noise would grow the
+    mask around every edge (about 30 % for a brush stroke), so they are thresholded at half range (8-bit
+    level above 127) and the warning counts the noise pixels left out. A lossless mask with many grey
+    levels is still read as "> 0", with a warning.
+    """
+    if array.ndim == 3:
+        array = array.max(axis=2)
+    if lossy:
+        mask = to_uint8(array) > LOSSY_MASK_THRESHOLD
+        noise = int((array > 0).sum() - mask.sum())
+        warning = (
+            f"mask {name} is a JPEG: {noise} pixels of compression noise (levels 1-{LOSSY_MASK_THRESHOLD}) "
+            "are not filled; save masks as PNG to keep them exact"
+        )
+        return mask, warning if noise else None
+    if array.dtype == np.uint8:
+        levels = np.flatnonzero(np.bincount(array.ravel(), minlength=256))
+    else:
+        levels = np.unique(array)
+    grey = len(np.setdiff1d(levels, [0, levels.max(initial=0)]))
+    warning = f"mask {name} has {grey} grey levels; every level above 0 is filled (masks are usually black and white)"
+    return array > 0, warning if grey > MASK_LEVELS_WARNING else None
+
+
+def is_lossy(image: Image.Image) -> bool:
+    return getattr(image, "format", None) in LOSSY_FORMATS
+
+
 def load_mask(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A mask file as float32 (H, W): 1.0 wherever any colour channel is above 0, else 0.0."""
+    """A mask file as float32 (H, W): 1.0 where `binarize_mask` says fill (any channel above 0; JPEGs
+    above half range), else 0.0; its warning, if any, is issued as a UserWarning."""
     path = Path(path)
     image = _open(path, max_pixels)
+    lossy = is_lossy(image)
     # single-channel modes keep their raw values (a 16-bit level of 1 still counts); the rest go via RGB,
     # which also drops alpha
     array = np.asarray(image if image.mode in _SINGLE_CHANNEL_MODES else image.convert("RGB"))
-    if array.ndim == 3:
-        array = array.max(axis=2)
-    return (array > 0).astype(np.float32)
+    mask, warning = binarize_mask(array, lossy, str(path))
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    return mask.astype(np.float32)
 
 
 def save_image(path: str | Path, array: np.ndarray) -> None:

@@ -31,6 +31,9 @@ _COLUMNS = (("ssim", "{:.4f}"), ("psnr", "{:.2f}"), ("lpips", "{:.4f}"), ("fid",
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `evaluate` subcommand."""
+    from latentpaint.files import add_overwrite_flag
+    from latentpaint.options import integer
+
     parser = subparsers.add_parser(
         "evaluate",
         help="score predictions against a LaMa evaluation folder (SSIM, PSNR, LPIPS, FID by mask area)",
@@ -71,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON to this file")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per batch (default: 8)")
+    parser.add_argument("--batch-size", type=integer(1, 4096), default=8, help="pairs per batch (default: 8)")
+    add_overwrite_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -221,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
     # data problems first: they are cheaper to find than loading any network
     pairs = find_pairs(args.data)
     pred_paths = match_predictions(args.data, args.predictions, pairs)
+    if args.out is not None:
+        from latentpaint.files import check_outputs
+
+        check_outputs([args.out], [p for pair in pairs for p in pair] + pred_paths, args.overwrite)
     suite = MetricSuite(
         metrics,
         ssim_convention=args.ssim_convention,

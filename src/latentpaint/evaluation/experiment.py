@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.options import integer, side
 
 # the rows of each table, in the thesis' order; row 1 is the baseline the % changes refer to
 TABLES: dict[str, tuple[str, ...]] = {
@@ -73,14 +74,14 @@ def register(subparsers) -> None:
         "--eval-data", default="builtin", help="LaMa evaluation folder (NAME.png + NAME_maskNNN.png, e.g. from "
         "`latentpaint masks`), or 'builtin' (default: the held-out built-in photos, thick_256 masks, --size px)",
     )  # fmt: skip
-    p.add_argument("--steps", type=int, required=True, help="stage-2 training steps of every run")
-    p.add_argument("--seeds", type=int, default=3, help="runs per row, seeds 0..N-1 (default 3)")
+    p.add_argument("--steps", type=integer(1), required=True, help="stage-2 training steps of every run")
+    p.add_argument("--seeds", type=integer(1, 1000), default=3, help="runs per row, seeds 0..N-1 (default 3)")
     p.add_argument("--out", type=Path, required=True, help="experiment folder (rerun the command to resume)")
-    p.add_argument("--autoencoder-steps", type=int, help="stage-1 steps (default: --steps)")
+    p.add_argument("--autoencoder-steps", type=integer(1), help="stage-1 steps (default: --steps)")
     p.add_argument("--autoencoder", type=Path, help="reuse this stage-1 checkpoint instead of training one")
-    p.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--size", type=side, default=256, help="training crop size (default 256)")
+    p.add_argument("--batch-size", type=integer(1, 4096), default=8)
+    p.add_argument("--num-workers", type=integer(0, 256), default=2)
     p.add_argument(
         "--metrics", default="ssim,psnr,lpips,fid", help="subset of ssim,psnr,lpips,fid (default: all)"
     )
@@ -658,7 +659,9 @@ def notes(
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
-    with Image.open(path) as image:  # reads the header only
+    from latentpaint.data.images import IMAGE_FORMATS
+
+    with Image.open(path, formats=IMAGE_FORMATS) as image:  # reads the header only
         return image.size
 
 

@@ -16,6 +16,7 @@ import torch
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import atomic_write
+from latentpaint.inference.safety import model_section, refuse_non_finite, refuse_plain_pickle
 
 
 def error_reason(exc: BaseException) -> str:
@@ -36,6 +37,7 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise LatentpaintError(f"checkpoint {path} does not exist")
+    refuse_plain_pickle(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -222,6 +224,7 @@ def check_state_shapes(network, found: dict[str, tuple | None], source: str | Pa
 def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """load_state_dict(strict=True) with one sentence when the architectures differ."""
     check_state_shapes(network, shapes_of(state), source)
+    refuse_non_finite(state, source)
     network.load_state_dict(state, strict=True)
 
 
@@ -282,9 +285,7 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
         raise LatentpaintError(
             f"{path} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"
         )
-    m = config.get("model")
-    if not isinstance(m, dict):
-        raise LatentpaintError(f"{path} has no model section in its config")
+    m = model_section(config, path)
     weights = strip_prefix(state, "network.")
     network = network_from_config(
         {k: m[k] for k in ("arch", "mask_mode", "delta", "prefill", "overrides") if k in m},

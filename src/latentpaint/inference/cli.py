@@ -14,7 +14,8 @@ PREDICT_HELP = """\
 Inpaint images with a model (a latentpaint release folder, a training checkpoint or an official LaMa
 folder) or with OpenCV.
 
-Pairing images with masks (a mask is any image; every grey level above 0 means "fill"):
+Pairing images with masks (a mask is any image; every grey level above 0 means "fill", in JPEG masks
+every level above 127, so that their compression noise is not filled):
   --input DIR, no --mask   LaMa: DIR holds NAME.png and its masks NAME_mask000.png, NAME_mask001.png, ...
                            (any image extension, subfolders too); one output per mask, named after the
                            mask: OUT/NAME_mask000.png, as LaMa's predict.py writes them.
@@ -24,8 +25,9 @@ Pairing images with masks (a mask is any image; every grey level above 0 means "
   --input FILE             with --mask FILE, that mask (output OUT/NAME.png); without, the LaMa masks
                            NAME_mask*.* next to it.
 --hd-* and --refine apply to --method model; opencv-* inpaint the whole image (radius 3).
-Outputs are PNG, written atomically. A file that fails is reported on one line and skipped; the others
-are still written, and the exit code is then 1.
+Outputs are PNG, written atomically; an existing file is replaced only with --overwrite, an input
+never. A file that fails is reported on one line and skipped; the others are still written, and the
+exit code is then 1.
 """
 
 EXPORT_HELP = """\
@@ -42,7 +44,9 @@ METHODS = ("model", "opencv-telea", "opencv-ns")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `predict` and `export` subcommands."""
+    from latentpaint.files import add_overwrite_flag
     from latentpaint.inference.hd import CROP_MARGIN, CROP_TRIGGER_SIZE, RESIZE_LIMIT, STRATEGIES
+    from latentpaint.options import MAX_SIDE, integer, side
 
     p = subparsers.add_parser(
         "predict",
@@ -69,14 +73,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="large images: whole image, resized copy, or crops around each mask region (default: crop)",
     )  # fmt: skip
     p.add_argument(
-        "--hd-crop-margin", type=int, default=CROP_MARGIN, metavar="PX", help=f"default: {CROP_MARGIN}"
+        "--hd-crop-margin",
+        type=integer(0, MAX_SIDE),
+        default=CROP_MARGIN,
+        metavar="PX",
+        help=f"default: {CROP_MARGIN}",
     )
     p.add_argument(
-        "--hd-crop-trigger", type=int, default=CROP_TRIGGER_SIZE, metavar="PX",
+        "--hd-crop-trigger", type=side, default=CROP_TRIGGER_SIZE, metavar="PX",
         help=f"crop only when the long side is larger (default: {CROP_TRIGGER_SIZE})",
     )  # fmt: skip
     p.add_argument(
-        "--hd-resize-limit", type=int, default=RESIZE_LIMIT, metavar="PX",
+        "--hd-resize-limit", type=side, default=RESIZE_LIMIT, metavar="PX",
         help=f"resize the long side to this when larger (default: {RESIZE_LIMIT})",
     )  # fmt: skip
     p.add_argument("--refine", action="store_true", help="LaMa's multi-scale feature refinement (slow)")
@@ -87,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="BatchNorm folded + channels-last: faster, same result within 1e-4",
     )
     p.add_argument("--method", choices=METHODS, default="model", help="default: model")
+    add_overwrite_flag(p)
     p.set_defaults(func=predict_command)
 
     e = subparsers.add_parser(
@@ -104,7 +113,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--format", choices=("safetensors", "onnx", "torchscript"), required=True)
     e.add_argument("--out", type=Path, required=True, metavar="DIR|FILE", help="folder (safetensors) or file")
-    e.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset, 18 or newer (default: 18)")
+    e.add_argument(
+        "--opset",
+        type=integer(1, 1000),
+        default=18,
+        metavar="N",
+        help="ONNX opset, 18 or newer (default: 18)",
+    )
+    add_overwrite_flag(e)
     e.set_defaults(func=export_command)
 
 
@@ -187,19 +203,20 @@ def pair_inputs_dir(images: list[Path], root: Path, mask_path: Path) -> list[Job
     return jobs
 
 
-def _check_outputs(jobs: list[Job], output: Path) -> None:
+def _check_outputs(jobs: list[Job], output: Path, overwrite: bool = False) -> None:
+    """No two jobs write one file; then the shared rule: never an input, existing files only with --overwrite."""
+    from latentpaint.files import check_outputs
+
     seen: dict[Path, Job] = {}
-    inputs = {p.resolve() for j in jobs for p in (j.image, j.mask) if p is not None}
     for job in jobs:
         if job.output in seen:
             raise LatentpaintError(
                 f"{seen[job.output].image} and {job.image} would both be written to {output / job.output}"
             )
         seen[job.output] = job
-        if (output / job.output).resolve() in inputs:
-            raise LatentpaintError(
-                f"writing {output / job.output} would overwrite an input; choose another --output"
-            )
+    written = [output / j.output for j in jobs if j.image is not None and j.mask is not None]
+    inputs = [p for j in jobs for p in (j.image, j.mask)]
+    check_outputs(written, inputs, overwrite, where=output)
 
 
 # -- predict -------------------------------------------------------------------------------------------
@@ -269,7 +286,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     jobs = pair_inputs(args.input, args.mask)
-    _check_outputs(jobs, args.output)
+    _check_outputs(jobs, args.output, args.overwrite)
     predict = _predictor(args)
     args.output.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -287,21 +304,27 @@ def predict_command(args: argparse.Namespace) -> int:
 # -- export --------------------------------------------------------------------------------------------
 def export_command(args: argparse.Namespace) -> int:
     """Runs `latentpaint export`."""
-    from latentpaint.inference.checkpoints import load_network
+    from latentpaint.files import check_outputs
+    from latentpaint.inference.checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_network
 
+    if args.format == "safetensors":
+        if args.out.is_file():
+            raise LatentpaintError(f"--out {args.out} is a file; safetensors export writes a folder")
+        outputs = [args.out / WEIGHTS_NAME, args.out / CONFIG_NAME]
+    else:
+        default_name = "model.onnx" if args.format == "onnx" else "model.pt"
+        outputs = [args.out / default_name if args.out.is_dir() else args.out]
+    check_outputs(outputs, [args.checkpoint], args.overwrite, where=args.out)
     network = load_network(args.checkpoint)
     if args.format == "safetensors":
         from latentpaint.inference.checkpoints import save_release
 
-        if args.out.is_file():
-            raise LatentpaintError(f"--out {args.out} is a file; safetensors export writes a folder")
         save_release(network, args.out, preset=network.config["arch"], source=str(args.checkpoint))
         print(f"wrote {args.out}/config.json and model.safetensors")
         return 0
     from latentpaint.inference.export import export_onnx, export_torchscript
 
-    default_name = "model.onnx" if args.format == "onnx" else "model.pt"
-    out = args.out / default_name if args.out.is_dir() else args.out
+    out = outputs[0]
     if args.format == "onnx":
         diff = export_onnx(network, out, opset=args.opset)
     else:

@@ -10,6 +10,7 @@ downscaling (IOPaint resizes the mask bicubically).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -23,6 +24,12 @@ STRATEGIES: tuple[str, ...] = ("original", "resize", "crop")
 CROP_MARGIN = 128
 CROP_TRIGGER_SIZE = 800
 RESIZE_LIMIT = 1280
+# `crop` with a dotted or speckled mask: past this many regions the crops would take longer than one pass
+# over the image (hours for thousands of dots), so the whole image is inpainted instead (`resize` when it
+# is above the resize limit), with a warning saying so
+MAX_CROP_REGIONS = 256
+# after overlapping windows are merged, more crops than this also fall back to one pass
+MAX_CROPS = 32
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -85,8 +92,9 @@ def inpaint_hd(
 
     `original`: the whole image at once. `resize`: when the long side exceeds `resize_limit`, inpaint a
     copy shrunk to it and upscale the result (bicubic) into the masked pixels. `crop`: when the long side
-    exceeds `crop_trigger_size`, inpaint one crop per connected mask region (its box plus `crop_margin`)
-    and paste the region's pixels back. Below the thresholds every strategy is `original`. Whatever
+    exceeds `crop_trigger_size`, inpaint one crop per connected mask region (its box plus `crop_margin`;
+    overlapping crops merged into one) and paste the region's pixels back; a mask with too many regions
+    (`plan_crops`) falls back to `resize` above the resize limit, else `original`, with a warning. Below the thresholds every strategy is `original`. Whatever
     `inpainter` returns, only masked pixels are taken from it.
     """
     if strategy not in STRATEGIES:
@@ -110,7 +118,17 @@ def inpaint_hd(
     if strategy == "resize" and long_side > resize_limit:
         return _inpaint_resized(predict, image, mask, resize_limit)
     if strategy == "crop" and long_side > crop_trigger_size:
-        return _inpaint_crops(predict, image, mask, crop_margin)
+        windows = plan_crops(mask, crop_margin)
+        if windows is not None:
+            return _inpaint_crops(predict, image, mask, windows)
+        fallback = "resize" if long_side > resize_limit else "original"
+        warnings.warn(
+            f"the mask has too many separate regions for --hd-strategy crop (more than {MAX_CROP_REGIONS} "
+            f"regions or {MAX_CROPS} merged crops): used --hd-strategy {fallback} for this image",
+            stacklevel=2,
+        )
+        if fallback == "resize":
+            return _inpaint_resized(predict, image, mask, resize_limit)
     return np.where(mask[..., None] > 0, predict(image, mask), image)
 
 
@@ -123,13 +141,78 @@ def _inpaint_resized(predict: Predict, image: np.ndarray, mask: np.ndarray, limi
     return np.where(mask[..., None] > 0, big, image)
 
 
-def _inpaint_crops(predict: Predict, image: np.ndarray, mask: np.ndarray, margin: int) -> np.ndarray:
-    result = image.copy()
+Window = tuple[int, int, int, int]
+
+
+def _overlap(a: Window, b: Window) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def plan_crops(mask: np.ndarray, margin: int) -> list[tuple[Window, list]] | None:
+    """The crops for `crop`: (window, mask regions inside it); overlapping windows are merged into one.
+
+    None when the mask has more than `MAX_CROP_REGIONS` regions, or its merged windows are more than
+    `MAX_CROPS` or cover more pixels than the image: one pass over the whole image is then cheaper.
+    """
+    count = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[0] - 1
+    if count > MAX_CROP_REGIONS:
+        return None
     height, width = mask.shape
-    for left, top, right, bottom, region in mask_boxes(mask):
-        x0, y0, x1, y1 = crop_window((left, top, right, bottom), margin, height, width)
+    plan: list[tuple[Window, list]] = [
+        (crop_window(box[:4], margin, height, width), [box]) for box in mask_boxes(mask)
+    ]
+    merged = True
+    while merged:  # windows grown by a merge may now overlap others: repeat until none do
+        merged = False
+        out: list[tuple[Window, list]] = []
+        for window, members in plan:
+            for k, (other, others) in enumerate(out):
+                if _overlap(window, other):
+                    union = (
+                        min(window[0], other[0]), min(window[1], other[1]),
+                        max(window[2], other[2]), max(window[3], other[3]),
+                    )  # fmt: skip
+                    out[k] = (union, others + members)
+                    merged = True
+                    break
+            else:
+                out.append((window, members))
+        plan = out
+    area = sum((x1 - x0) * (y1 - y0) for (x0, y0, x1, y1), _ in plan)
+    if len(plan) > MAX_CROPS or area > height * width:
+        return None
+    return plan
+
+
+def _inpaint_crops(
+    predict: Predict, image: np.ndarray, mask: np.ndarray, plan: list[tuple[Window, list]]
+) -> np.ndarray:
+    result = image.copy()
+    for (x0, y0, x1, y1), members in plan:
         # the crop sees every masked pixel in it as missing, including other regions' pixels
         crop = predict(image[y0:y1, x0:x1], mask[y0:y1, x0:x1])
-        target = result[top:bottom, left:right]
-        target[region] = crop[top - y0 : bottom - y0, left - x0 : right - x0][region]
+        for left, top, right, bottom, region in members:
+            target = result[top:bottom, left:right]
+            target[region] = crop[top - y0 : bottom - y0, left - x0 : right - x0][region]
     return result
+
+
+def inpaint_within(
+    predict: Predict, image: np.ndarray, mask: np.ndarray, max_pixels: int
+) -> tuple[np.ndarray, str]:
+    """Inpaints with the network never seeing more than `max_pixels` at once: (result, strategy used).
+
+    At or below the budget: the whole image (`original`). Above it: `crop` when every merged crop fits
+    the budget, else `resize` to the largest copy that fits. Known pixels stay exact either way.
+    """
+    mask = (mask > 0).astype(np.float32)
+    height, width = mask.shape
+    if height * width <= max_pixels or not mask.any():
+        return np.where(mask[..., None] > 0, predict(image, mask), image), "original"
+    # the usual context margin, smaller when the budget is so small that it would not fit
+    plan = plan_crops(mask, min(CROP_MARGIN, int(max_pixels**0.5) // 4))
+    if plan is not None and all((x1 - x0) * (y1 - y0) <= max_pixels for (x0, y0, x1, y1), _ in plan):
+        return _inpaint_crops(predict, image, mask, plan), "crop"
+    # the long side that keeps the resized area within the budget
+    limit = max(1, int((max_pixels * max(height, width) / min(height, width)) ** 0.5))
+    return _inpaint_resized(predict, image, mask, limit), "resize"

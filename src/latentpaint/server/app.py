@@ -2,8 +2,10 @@
 
 Everything a request sends is untrusted: bodies are counted while they arrive, image sizes are read
 from the header before any pixel is decoded, and every decoding failure becomes a 4xx with one sentence
-in `{"detail": ...}`. One request at a time decodes and runs the model, so memory stays bounded by one
-image. Nothing a request names is used as a path: the page and its static files are held in memory.
+in `{"detail": ...}`. One request at a time decodes and runs the model, and the model sees at most
+`max_inference_pixels` at once (crops or a resized copy above it), so memory stays bounded; running out
+of it anyway is a 503. Only loopback Host headers (DNS rebinding) and no foreign Origin (other web pages)
+are answered. Nothing a request names is used as a path: the page and its static files are held in memory.
 The API docs at `/docs` work offline: Swagger UI comes from the `fastapi-offline` package, not a CDN.
 """
 
@@ -15,29 +17,32 @@ import io
 import re
 import threading
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
+import cv2
 import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, Response
-from PIL import Image, ImageOps, UnidentifiedImageError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
-from latentpaint.data.images import to_uint8
+from latentpaint.data.images import IMAGE_FORMATS, binarize_mask, is_lossy, oriented, to_uint8
 from latentpaint.errors import LatentpaintError
+from latentpaint.inference.hd import inpaint_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
+from latentpaint.server.cli import is_loopback
 
-# formats a browser or camera produces; everything else (EPS runs Ghostscript, ...) is refused unread
-IMAGE_FORMATS = [
-    f
-    for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
-    if f in Image.registered_extensions().values()
-]
+# The most pixels the network sees at once; larger uploads go through crops or a resized copy. Measured
+# peak memory per megapixel of input on CPU (benchmarks in README "Reliability"): about 0.2 GB for the
+# default `thesis` generator and 1 GB for big-lama, so 4 MP stays within about 1 GB and 4 GB.
+MAX_INFERENCE_PIXELS = 4_000_000
+
 STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -146,7 +151,7 @@ def open_image(file: BinaryIO, what: str, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()  # a truncated file fails here: PIL's LOAD_TRUNCATED_IMAGES stays False
-        return ImageOps.exif_transpose(image)
+        return oriented(image)
     except Exception:  # decoders raise OSError, SyntaxError, ValueError, ... depending on the codec
         raise HTTPException(422, f"the {what} file is damaged or truncated and cannot be decoded") from None
 
@@ -168,16 +173,16 @@ def read_pair(image_file: BinaryIO, mask_file: BinaryIO, max_pixels: int) -> tup
     image = to_uint8_array(open_image(image_file, "image", max_pixels))
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
-    mask = to_uint8_array(open_image(mask_file, "mask", max_pixels))
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
+    mask_image = open_image(mask_file, "mask", max_pixels)
+    # the same rule as files: any level above 0 fills, JPEG masks above half range (no warning to show)
+    mask, _ = binarize_mask(to_uint8_array(mask_image), is_lossy(mask_image), "upload")
     if mask.shape != image.shape[:2]:
         raise HTTPException(
             422,
             f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}; "
             "they must be the same size",
         )
-    return np.ascontiguousarray(image), np.where(mask > 0, 255, 0).astype(np.uint8)
+    return np.ascontiguousarray(image), np.where(mask, 255, 0).astype(np.uint8)
 
 
 def png_response(array: np.ndarray) -> Response:
@@ -249,10 +254,59 @@ def model_info(inpainter: Inpainter) -> dict[str, Any]:
     }
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, CUDA OOM, torch's CPU allocator and OpenCV failing to allocate all mean the same."""
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError | cv2.error) and any(
+        words in text
+        for words in ("out of memory", "not enough memory", "insufficient memory", "can't allocate")
+    )
+
+
+def host_name(host_header: str) -> str:
+    """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'Example.org' -> 'example.org'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def request_refusal(headers: Any, allowed_hosts: frozenset[str]) -> str | None:
+    """Why a request must be refused (403), or None: a Host that is not this machine's loopback name (or
+    one `--allowed-host` named) is DNS rebinding; an Origin other than the page's own is another web
+    page posting to the server. Clients without an Origin header (curl, scripts) are not browsers' pages."""
+    host = headers.get("host", "")
+    name = host_name(host)
+    if "*" not in allowed_hosts and not (is_loopback(name) or name in allowed_hosts):
+        return (
+            f"requests for host {name or '(none)'!r} are refused: this server answers only "
+            "localhost/127.0.0.1 unless started with --allowed-host"
+        )
+    origin = headers.get("origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if origin == "null" or parts.netloc.lower() != host.strip().lower():
+            return f"cross-origin requests are refused (origin {origin!r}); use the server's own page"
+    if headers.get("sec-fetch-site", "") == "cross-site":
+        return "cross-site requests are refused; use the server's own page"
+    return None
+
+
 def create_app(
-    inpainter: Inpainter, max_upload_bytes: int = 20 * 2**20, max_pixels: int = 40_000_000
+    inpainter: Inpainter,
+    max_upload_bytes: int = 20 * 2**20,
+    max_pixels: int = 40_000_000,
+    max_inference_pixels: int = MAX_INFERENCE_PIXELS,
+    allowed_hosts: Iterable[str] = (),
 ) -> FastAPI:
-    """The FastAPI app serving `inpainter`: the page at `/`, the API under `/api`, docs at `/docs`."""
+    """The FastAPI app serving `inpainter`: the page at `/`, the API under `/api`, docs at `/docs`.
+
+    Only requests for a loopback Host (plus `allowed_hosts`; "*" allows any) and without a foreign
+    Origin are answered. Uploads up to `max_pixels` are accepted; the network sees at most
+    `max_inference_pixels` at once (`inpaint_within`: crops or a resized copy above it).
+    """
     app = FastAPI(
         title="latentpaint",
         description="Image inpainting in the latent space of a frozen autoencoder.",
@@ -265,9 +319,17 @@ def create_app(
     docs_assets = load_docs_assets()
     model_lock = threading.Lock()  # one request at a time decodes and runs the model
     info = model_info(inpainter)
+    hosts = frozenset(host_name(h) if h != "*" else h for h in allowed_hosts)
+
+    @app.middleware("http")
+    async def same_origin_only(request: Request, call_next):
+        refusal = request_refusal(request.headers, hosts)
+        if refusal is not None:
+            return JSONResponse({"detail": refusal}, status_code=403)
+        return await call_next(request)
 
     async def receive_pair(
-        request: Request, work: Callable[[np.ndarray, np.ndarray], np.ndarray]
+        request: Request, work: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str]]
     ) -> Response:
         """Reads the `image` and `mask` uploads within the limits, then runs `work` under the model lock."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -300,19 +362,39 @@ def create_app(
 
             def run() -> Response:
                 with model_lock:
-                    image, mask = read_pair(files["image"], files["mask"], max_pixels)
                     try:
-                        return png_response(work(image, mask))
+                        image, mask = read_pair(files["image"], files["mask"], max_pixels)
+                        result, strategy = work(image, mask)
+                        response = png_response(result)
                     except LatentpaintError as exc:
                         raise HTTPException(422, str(exc)) from None
-                    except (MemoryError, torch.cuda.OutOfMemoryError):
+                    except Exception as exc:
+                        if not is_out_of_memory(exc):
+                            raise
                         raise HTTPException(
                             503, "the server ran out of memory on this image; try a smaller one"
                         ) from None
+                    response.headers["X-HD-Strategy"] = strategy
+                    return response
 
             return await run_in_threadpool(run)
         finally:
             await form.close()
+
+    def predict(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return inpainter.predict_array(image, (mask > 0).astype(np.float32))
+
+    def damage(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, str]:
+        """The damage map; above the inference budget computed on a resized copy and scaled back."""
+        height, width = mask.shape
+        if height * width <= max_inference_pixels:
+            return inpainter.latent_damage(image, mask), "original"
+        limit = max(1, int((max_inference_pixels * max(height, width) / min(height, width)) ** 0.5))
+        small = inpainter.latent_damage(
+            resize_long_side(image, limit, cv2.INTER_AREA),
+            (resize_long_side(mask.astype(np.float32), limit, cv2.INTER_AREA) > 0).astype(np.uint8),
+        )
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), "resize"
 
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
@@ -342,17 +424,23 @@ def create_app(
         return {
             "status": "ok",
             "model": info,
-            "limits": {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels},
+            "limits": {
+                "max_upload_bytes": max_upload_bytes,
+                "max_pixels": max_pixels,
+                "max_inference_pixels": max_inference_pixels,
+            },
         }
 
     @app.post("/api/inpaint", response_class=Response, openapi_extra=UPLOAD_SCHEMA)
     async def inpaint(request: Request) -> Response:
         """Fills the image where the mask is above 0; returns a PNG of the same size (RGB)."""
-        return await receive_pair(request, lambda image, mask: inpainter(image, mask))
+        return await receive_pair(
+            request, lambda image, mask: inpaint_within(predict, image, mask, max_inference_pixels)
+        )
 
     @app.post("/api/latent-damage", response_class=Response, openapi_extra=UPLOAD_SCHEMA)
     async def latent_damage(request: Request) -> Response:
         """The thesis' latent damage map D(E(image) - E(masked image)) as a PNG of the image's size."""
-        return await receive_pair(request, inpainter.latent_damage)
+        return await receive_pair(request, damage)
 
     return app

@@ -8,6 +8,7 @@ import socket
 import sys
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.options import integer, number
 
 
 def register(subparsers) -> None:
@@ -26,14 +27,31 @@ def register(subparsers) -> None:
         help="release folder, training checkpoint or LaMa folder (default: the shipped model, docs/quality.md)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=integer(0, 65535), default=8080, help="port (default: 8080; 0 picks a free one)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--optimize", action="store_true", help="BatchNorm folded + channels-last (faster)")
     parser.add_argument(
-        "--max-upload-mb", type=float, default=20, help="largest request body in MiB (default: 20)"
+        "--max-upload-mb", type=number(0, 65536), default=20, help="largest request body in MiB (default: 20)"
     )
     parser.add_argument(
-        "--max-megapixels", type=float, default=40, help="largest image in megapixels (default: 40)"
+        "--max-megapixels", type=number(0, 1000), default=40, help="largest image in megapixels (default: 40)"
+    )
+    parser.add_argument(
+        "--max-inference-megapixels",
+        type=number(0, 1000),
+        default=4,
+        help="most pixels the model sees at once; larger images are inpainted in crops or resized "
+        "(default: 4, about 1 GB for the thesis model and 4 GB for big-lama)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable; needed when --host is not loopback and "
+        "clients use a name such as myserver.lan; '*' answers any). localhost and 127.0.0.1 always work",
     )
     parser.set_defaults(func=run)
 
@@ -44,6 +62,14 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_wildcard(host: str) -> bool:
+    """0.0.0.0 and :: listen on every address: no single name to allow."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
     except ValueError:
         return False
 
@@ -85,17 +111,23 @@ def run(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     # before listening: fail fast
     inpainter = Inpainter.from_pretrained(args.model, device=args.device, optimize=args.optimize)
+    allowed = list(args.allowed_host)
+    if not is_loopback(args.host) and not is_wildcard(args.host):
+        allowed.append(args.host)  # the address it listens on is how clients will name it
     app = create_app(
         inpainter,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),
+        max_inference_pixels=max(1, int(args.max_inference_megapixels * 1e6)),
+        allowed_hosts=allowed,
     )
     sock = listen(args.host, args.port)
     port = sock.getsockname()[1]
     if not is_loopback(args.host):
         print(
             f"latentpaint serve: warning: listening on {args.host}, so anyone who can reach this machine "
-            "over the network can use the server (it has no authentication)",
+            "over the network can use the server (it has no authentication); it answers requests for "
+            f"{', '.join(['localhost', *allowed])} only (add names with --allowed-host)",
             file=sys.stderr,
         )
     shown = f"[{args.host}]" if ":" in args.host else args.host

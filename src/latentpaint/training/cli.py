@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.options import integer
 
 STAGES = ("autoencoder", "inpainting")
 
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--accelerator", help="cpu, gpu, auto, ... (Lightning)")
     p.add_argument("--devices", help="number of devices or 'auto' (Lightning)")
-    p.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (Lightning)")
+    p.add_argument("--num-nodes", type=integer(1, 10_000), help="nodes for multi-node DDP (Lightning)")
     p.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (Lightning)")
     p.set_defaults(func=run)
 

@@ -7,6 +7,9 @@ resolved configuration is saved beside the checkpoints, and a resumed run reads 
 from __future__ import annotations
 
 import copy
+import math
+import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 CONFIG_DIR = resources.files("latentpaint") / "configs"
+MAX_BASE_CHAIN = 32  # presets build on each other a few levels deep; a longer chain is a mistake
 
 
 def list_presets() -> list[str]:
@@ -102,11 +106,25 @@ def deep_merge(base: dict, update: dict, path: str = "") -> dict:
     return out
 
 
+def parse_yaml(text: str, what: str) -> Any:
+    """yaml.safe_load with one-line errors: syntax errors, and nesting too deep for the parser."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        detail = (getattr(exc, "problem", None) or " ".join(str(exc).split())) + where
+        raise LatentpaintError(f"cannot parse {what} as YAML: {detail}") from None
+    except RecursionError:
+        raise LatentpaintError(f"cannot parse {what} as YAML: it is nested too deeply") from None
+
+
 def _read_yaml(path: Path | Any) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise LatentpaintError(f"cannot read config {path}: {exc}") from None
+    data = parse_yaml(text, f"config {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -114,8 +132,10 @@ def _read_yaml(path: Path | Any) -> dict:
     return data
 
 
-def load_preset(name_or_path: str) -> dict:
+def load_preset(name_or_path: str, _chain: tuple[str, ...] = ()) -> dict:
     """The preset's YAML (following `base:` chains) merged onto the defaults."""
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise LatentpaintError(f"config base {name_or_path!r} must be a preset name or a YAML path")
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         source: Path | Any = path
@@ -125,9 +145,14 @@ def load_preset(name_or_path: str) -> dict:
             raise LatentpaintError(
                 f"no config {name_or_path!r}: give a YAML path or one of {', '.join(list_presets())}"
             )
+    here = str(Path(str(source)).resolve()) if isinstance(source, Path) else str(source)
+    if here in _chain:
+        raise LatentpaintError(f"config {name_or_path} is its own base: the base: chain loops")
+    if len(_chain) >= MAX_BASE_CHAIN:
+        raise LatentpaintError(f"config {name_or_path}: base: chain longer than {MAX_BASE_CHAIN} files")
     data = _read_yaml(source)
     base = data.pop("base", None)
-    resolved = load_preset(base) if base else copy.deepcopy(DEFAULTS)
+    resolved = load_preset(base, (*_chain, here)) if base else copy.deepcopy(DEFAULTS)
     return deep_merge(resolved, data)
 
 
@@ -136,7 +161,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise LatentpaintError(f"override {text!r} must look like key.sub=value")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise LatentpaintError(f"override {text!r} must look like key.sub=value")
+    return keys, parse_yaml(value, f"the value of override {key.strip()}")
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -155,3 +183,213 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 def save_config(config: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+# -- validation: every value's type and range, checked before a run starts ---------------------------------
+# One rule per dotted key; a key without a rule is not checked (add one beside the key's default). A rule
+# takes the value and returns None when it is fine, else what it should be ("an integer >= 1").
+Rule = Callable[[Any], "str | None"]
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Rule:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and (lo is None or value >= lo) and (hi is None or value <= hi):
+            return None
+        if lo is not None and hi is not None:
+            return f"an integer from {lo} to {hi}"
+        return (
+            "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
+        )
+
+    return check
+
+
+def number(lo: float = 0.0, hi: float | None = None, above: bool = False) -> Rule:
+    """A finite int or float in [lo, hi] (or (lo, hi] with `above`)."""
+
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and (value > lo if above else value >= lo) and (hi is None or value <= hi):
+            return None
+        upper = f" and <= {hi:g}" if hi is not None else ""
+        return f"a finite number {'>' if above else '>='} {lo:g}{upper}"
+
+    return check
+
+
+def optional(rule: Rule) -> Rule:
+    """`rule`, or null."""
+
+    def check(value: Any) -> str | None:
+        problem = None if value is None else rule(value)
+        return None if problem is None else f"{problem} or null"
+
+    return check
+
+
+def fraction(value: Any) -> str | None:
+    """A number in [0, 1): decays and Adam betas."""
+    return None if number(0.0, 1.0)(value) is None and value < 1 else "a number in [0, 1)"
+
+
+def pair_of(rule: Rule) -> Rule:
+    def check(value: Any) -> str | None:
+        if isinstance(value, list | tuple) and len(value) == 2 and all(rule(v) is None for v in value):
+            return None
+        return f"a list of two values, each {rule(None) or 'valid'}"
+
+    return check
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def choice(*options: Any) -> Rule:
+    def check(value: Any) -> str | None:
+        if any(value == o and type(value) is type(o) for o in options):
+            return None
+        return "one of " + ", ".join(str(o) for o in options)
+
+    return check
+
+
+def text(optional: bool = False) -> Rule:
+    def check(value: Any) -> str | None:
+        if (optional and value is None) or (isinstance(value, str) and value.strip()):
+            return None
+        return "a non-empty string" + (" or null" if optional else "")
+
+    return check
+
+
+def _arch(value: Any) -> str | None:
+    from latentpaint.models.registry import list_generators
+
+    return choice(*list_generators())(value)
+
+
+def _mask_preset(value: Any) -> str | None:
+    from latentpaint.masks import list_mask_presets
+
+    return choice(*list_mask_presets())(value)
+
+
+# generator keyword overrides (`model.overrides.KEY`): a few orders of magnitude around the presets
+def _overrides(value: Any) -> str | None:
+    """Generator overrides follow the same ranges as configs read from files (models/limits.py)."""
+    from latentpaint.models.limits import check_generator_args
+
+    if not isinstance(value, dict):
+        return "a mapping of generator arguments"
+    try:
+        check_generator_args(value, "model.overrides")
+    except LatentpaintError as exc:
+        return f"a valid mapping of generator arguments ({exc})"
+    return None
+
+
+def _accelerator(value: Any) -> str | None:
+    import importlib.util
+
+    local = ("auto", "cpu", "gpu", "cuda", "mps")
+    if value in local:
+        return None
+    if value == "tpu" and importlib.util.find_spec("torch_xla") is not None:
+        return None
+    return f"one of {', '.join(local)} (tpu needs the torch_xla package)"
+
+
+def _devices(value: Any) -> str | None:
+    if value == "auto" or value == -1:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return None
+    if isinstance(value, list) and value and all(integer(0)(v) is None for v in value):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\d+(,\d+)*,?", value.strip()):
+        return None
+    return "a number of devices >= 1, -1, 'auto', a list of device indices or '0,1'"
+
+
+PRECISIONS = (
+    "32-true",
+    "32",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "64",
+    "16",
+    "bf16",
+)
+
+RULES: dict[str, Rule] = {
+    "stage": choice("inpainting", "autoencoder"),
+    "seed": integer(0, 2**32 - 1),
+    "model.arch": _arch,
+    "model.overrides": _overrides,
+    "model.mask_mode": choice("alpha", "control"),
+    "model.delta": boolean,
+    "model.freeze_autoencoder": boolean,
+    "model.train_first_conv": boolean,
+    "model.prefill": choice("none", "pyramid"),
+    "model.refiner_init": choice("default", "identity"),
+    "autoencoder": text(optional=True),
+    "loss.mode": choice("pixel", "latent", "both"),
+    "loss.latent_weight": number(),
+    "loss.l1_known": number(),
+    "loss.l1_missing": number(),
+    "loss.adversarial": number(),
+    "loss.gp_coef": number(),
+    "loss.mask_as_fake_target": boolean,
+    "loss.feature_matching": number(),
+    "loss.perceptual": number(),
+    "loss.perceptual_backbone": text(),
+    "loss.perceptual_weights": text(optional=True),
+    "loss.latent_adversarial": number(),
+    "loss.latent_feature_matching": number(),
+    "data.train": text(),
+    "data.size": integer(8, 8192),
+    "data.batch_size": integer(1, 4096),
+    "data.num_workers": integer(0, 256),
+    "data.mask_preset": _mask_preset,
+    "data.max_short_side": optional(integer(8, 16384)),
+    "optim.lr": number(0.0, 10.0, above=True),
+    "optim.lr_d": number(0.0, 10.0, above=True),
+    "optim.betas": pair_of(fraction),
+    "optim.schedule": choice("constant", "cosine"),
+    "optim.warmup_steps": integer(0),
+    "optim.ema_decay": fraction,
+    "trainer.max_steps": integer(1),
+    "trainer.log_every_n_steps": integer(1),
+    "trainer.checkpoint_every_n_steps": integer(1),
+    "trainer.precision": lambda v: choice(*PRECISIONS)(str(v) if isinstance(v, int) else v),
+    "trainer.accelerator": _accelerator,
+    "trainer.devices": _devices,
+    "trainer.num_nodes": integer(1, 10_000),
+    "trainer.strategy": text(),
+    "trainer.progress_bar": boolean,
+    "trainer.tensorboard": boolean,
+    "trainer.gradient_clip_val": optional(number(0.0, above=True)),
+}
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Checks every value that has a rule in `RULES`; the first problem is one `LatentpaintError`.
+
+    Returns `config` unchanged, so it can wrap a resolved config: `validate_config(load_preset(...))`.
+    """
+    for key, rule in RULES.items():
+        node: Any = config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            problem = rule(node)
+            if problem:
+                raise LatentpaintError(f"{source} key {key!r} must be {problem}, not {node!r}")
+    return config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
 from latentpaint.training.autoencoder import AutoencoderSystem
 from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, ResumableCSVLogger, StepTimer
-from latentpaint.training.config import save_config
+from latentpaint.training.config import save_config, validate_config
 from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
 
 CHECKPOINT_DIR = "checkpoints"
@@ -59,7 +60,24 @@ def weight_averaging(optim: dict) -> list:
 
 
 def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
-    """Trains one run into `out_dir`; returns the final checkpoint path."""
+    """Trains one run into `out_dir`; returns the final checkpoint path.
+
+    The config is validated first (types and ranges, `validate_config`). A run that fails before
+    writing any checkpoint into a folder it created removes that folder: no `config.yaml` or `logs/`
+    of a run that never happened.
+    """
+    validate_config(config)
+    out_dir = Path(out_dir)
+    new_folder = not out_dir.exists()
+    try:
+        return _train(config, out_dir, resume)
+    except BaseException:
+        if new_folder and out_dir.is_dir() and not any((out_dir / CHECKPOINT_DIR).glob("*.ckpt")):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     # Lightning's start-up banner (accelerator lines, cloud tips) buries our own output
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # frozen encoder/decoder are in eval mode on purpose (their BatchNorm statistics must not move)
@@ -99,7 +117,7 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
         # another path) writes last-v1.ckpt and `--resume` would pick up the stale last.ckpt
         enable_version_counter=False,
     )
-    trainer = L.Trainer(
+    trainer = _trainer(
         default_root_dir=out_dir,
         max_steps=t["max_steps"],
         accelerator=t["accelerator"],
@@ -128,3 +146,18 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
     final = last_checkpoint(out_dir)
     trainer.save_checkpoint(final, weights_only=False)
     return final
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    """L.Trainer(**kwargs); Lightning's refusal of the hardware settings (no GPU for accelerator=gpu, an
+    unknown strategy, devices the accelerator cannot take, a missing backend package) is one line."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, TypeError, ModuleNotFoundError, RuntimeError) as exc:
+        settings = ", ".join(
+            f"{k}={kwargs[k]!r}" for k in ("accelerator", "devices", "strategy", "precision")
+        )
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise LatentpaintError(f"Lightning cannot train with {settings}: {reason}") from None

@@ -7,6 +7,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from latentpaint.files import add_overwrite_flag
+    from latentpaint.options import side
+
     p = subparsers.add_parser(
         "visualize",
         help="render D(E(gt) - E(masked)) (and D(R(z) - z) for a trained refiner) for one image and mask",
@@ -18,8 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--mask", required=True, type=Path, help="grey image, > 0 = missing")
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
     p.add_argument(
-        "--size", type=int, default=None, help="resize the image and mask to this square size first"
+        "--size", type=side, default=None, help="resize the image and mask to this square size first"
     )
+    add_overwrite_flag(p)
     p.set_defaults(func=run)
 
 
@@ -33,6 +37,7 @@ def load_for_visualization(path: str | Path):
         training_network,
     )
     from latentpaint.inference.lama import raise_if_torchscript
+    from latentpaint.inference.safety import model_section
     from latentpaint.models.network import InpaintingNetwork
 
     path = Path(path)
@@ -42,7 +47,7 @@ def load_for_visualization(path: str | Path):
     config, state = read_training_checkpoint(path)  # read once, whichever stage it is
     if config.get("stage") != "autoencoder":
         return training_network(config, state, path).eval(), True
-    m = config["model"]
+    m = model_section(config, path)
     # mask control starts as an exact identity, so E(masked) is the plain stage-1 encoder
     network = InpaintingNetwork(m["arch"], "control", **{**m["overrides"], "input_nc": 3})
     load_state_strict(network.generator, strip_prefix(state, "generator."), path)
@@ -56,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     from latentpaint.data.images import load_mask, load_rgb
     from latentpaint.errors import LatentpaintError
+    from latentpaint.files import check_outputs
     from latentpaint.inference.inpainter import image_to_tensor, pad_to_multiple, tensor_to_image
     from latentpaint.viz.figures import image_grid
     from latentpaint.viz.latent import latent_damage, latent_repair
 
+    check_outputs([args.out], [args.image, args.mask, args.checkpoint], args.overwrite)
     network, trained = load_for_visualization(args.checkpoint)
     image, mask = load_rgb(args.image), load_mask(args.mask)
     if args.size:
