@@ -266,7 +266,15 @@ def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
     s1, s2 = train_seconds(args.out / "autoencoder"), train_seconds(run_dir)
     ours, telea = report["results"][name], report["results"]["OpenCV Telea"]
     beats = ours["ssim"] > telea["ssim"] and ours["fid"] <= 0.7 * telea["fid"]
-    verdict = (
+    worse = [k.upper() for k in ("ssim", "psnr") if ours[k] < telea[k]] + (
+        ["FID"] if ours["fid"] > telea["fid"] else []
+    )
+    plain = (
+        f"**This model is worse than OpenCV Telea on this held-out set ({', '.join(worse)}).** "
+        if worse
+        else "This model is better than OpenCV Telea on SSIM, PSNR and FID on this held-out set. "
+    )
+    verdict = plain + (
         "It meets the goal (FID at least 30% below Telea's and a higher SSIM)."
         if beats
         else f"It does **not** meet the goal of FID at least 30% below Telea's with a higher SSIM: FID "
