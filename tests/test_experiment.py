@@ -162,7 +162,9 @@ def test_two_seeds_on_builtin_photos_with_a_given_autoencoder(tmp_path):
     ]
     assert main(argv) == 0
     summary = json.loads((out / "report.json").read_text())
-    assert [row["preset"] for row in summary["rows"]] == ["latent-control", "latent-control-delta"]
+    assert [row["preset"] for row in summary["rows"]] == [
+        "latent-control", "latent-control-delta", "pixel-alpha-delta",
+    ]  # fmt: skip
     for row in summary["rows"]:
         assert [run["dir"] for run in row["runs"]] == [f"{row['preset']}/seed0", f"{row['preset']}/seed1"]
         assert isinstance(row["std"]["ssim"], float) and isinstance(row["std"]["train_time_s"], float)

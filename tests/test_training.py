@@ -49,6 +49,9 @@ def test_presets_cover_the_thesis_rows():
     }  # fmt: skip
     assert load_preset("latent-control-delta")["model"]["delta"] is True  # `base:` chains resolve
     assert load_preset("lama-full-framework")["loss"]["latent_weight"] == pytest.approx(1e-3)
+    # LaMa clips gradients at 1; the framework row inherits it, the appendix's pixel row is a delta refiner
+    assert load_preset("lama-full-framework")["trainer"]["gradient_clip_val"] == 1.0
+    assert load_preset("pixel-alpha-delta")["model"]["delta"] is True
 
 
 def test_unknown_config_key_is_an_error():

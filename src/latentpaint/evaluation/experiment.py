@@ -27,12 +27,12 @@ from latentpaint.options import integer, side
 TABLES: dict[str, tuple[str, ...]] = {
     "table-5-1": ("pixel-alpha", "pixel-control", "latent-alpha", "latent-control"),
     "table-5-2": ("lama-full", "lama-full-framework"),
-    "appendix-a": ("latent-control", "latent-control-delta"),
+    "appendix-a": ("latent-control", "latent-control-delta", "pixel-alpha-delta"),
 }
 TITLES = {
     "table-5-1": "Table 5.1: mask input (alpha / control), frozen encoder-decoder, pixel vs latent loss",
     "table-5-2": "Table 5.2: LaMa's full loss on the alpha-mask generator vs inside the framework",
-    "appendix-a": "Appendix A: latent-control with a plain vs a delta refiner",
+    "appendix-a": "Appendix A: a delta refiner with the latent loss (vs plain latent-control) and with the pixel loss",
 }
 CLASSICAL = "opencv-telea"
 DONE = "done.json"
