@@ -49,7 +49,8 @@ def test_predict_without_model_uses_the_shipped_model(tmp_path):
     Image.fromarray(image).save(tmp_path / "a.png")
     Image.fromarray((mask * 255).astype(np.uint8)).save(tmp_path / "a_mask.png")
     assert main(["predict", "--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "out")]) == 0
-    out = np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGB"))
+    (written,) = (tmp_path / "out").iterdir()  # named after the mask, as LaMa names predictions
+    out = np.asarray(Image.open(written).convert("RGB"))
     assert np.array_equal(out[mask == 0], image[mask == 0])
 
 

@@ -317,6 +317,7 @@ def load_network(path: str | Path):
     if path.is_file():
         from latentpaint.inference.lama import load_lama_weights, read_lightning_checkpoint
 
+        refuse_plain_pickle(path)
         ckpt, _ = read_lightning_checkpoint(path)  # refuses TorchScript; OmegaConf objects become inert
         hyper_parameters = ckpt.get("hyper_parameters")
         config = hyper_parameters.get("config") if isinstance(hyper_parameters, dict) else None

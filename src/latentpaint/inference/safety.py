@@ -48,7 +48,7 @@ def model_section(config: dict[str, Any], path: str | Path) -> dict[str, Any]:
             f"({', '.join(keys)})"
         )
     validate_config({"model": model}, source=f"{path}: config")
-    return {k: model[k] for k in keys}
+    return {k: model[k] for k in (*keys, "prefill") if k in model}  # prefill is absent in older runs
 
 
 def refuse_non_finite(state: dict[str, torch.Tensor], source: str | Path) -> None:
