@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from latentpaint.models.registry import create_generator
-from latentpaint.training.optim import adam_with_schedule
+from latentpaint.training.optim import adam_with_schedule, manual_step
 
 
 class AutoencoderSystem(L.LightningModule):
@@ -31,12 +31,7 @@ class AutoencoderSystem(L.LightningModule):
         image = batch["image"]
         loss = F.mse_loss(self.reconstruct(image), image)
         opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        clip = self.config["trainer"]["gradient_clip_val"]
-        if clip:
-            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-        opt.step()
+        manual_step(self, opt, loss)
         self.lr_schedulers().step()
         self.log("train/mse", loss, prog_bar=True)
         return {"loss": loss.detach()}

@@ -21,7 +21,7 @@ from latentpaint.models.discriminator import LatentDiscriminator, NLayerDiscrimi
 from latentpaint.models.ffc import features_to_tensor
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
-from latentpaint.training.optim import adam_with_schedule
+from latentpaint.training.optim import adam_with_schedule, manual_step
 
 IDENTITY_EPS = 1e-3
 
@@ -147,17 +147,6 @@ class InpaintingSystem(L.LightningModule):
             names.append("latent_discriminator")
         return names
 
-    def _step(self, optimizer, loss: torch.Tensor, raw: bool = False) -> None:
-        """backward, optional clipping, step. Discriminators step their raw torch optimizer: Lightning
-        counts every LightningOptimizer.step in global_step, and max_steps must mean the same number of
-        generator iterations for every preset."""
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        clip = self.config["trainer"]["gradient_clip_val"]
-        if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-        (optimizer.optimizer if raw else optimizer).step()
-
     def _adversarial_terms(self, discriminator, fake, real, cfg_weight, fm_weight, prefix, logs):
         """Generator-side GAN (+ feature matching) terms of one discriminator, with D frozen meanwhile."""
         discriminator.requires_grad_(False)
@@ -215,16 +204,16 @@ class InpaintingSystem(L.LightningModule):
                     self.discriminator, pred, image, cfg["adversarial"], cfg["feature_matching"], "", logs
                 )
 
-        self._step(opt["generator"], total)
+        manual_step(self, opt["generator"], total)
         self.lr_schedulers().step()
 
         if self.discriminator is not None and pred is not None:
             d_loss = self._discriminator_loss(self.discriminator, pred, image, mask)
-            self._step(opt["discriminator"], d_loss, raw=True)
+            manual_step(self, opt["discriminator"], d_loss, raw=True)
             logs["adv_d"] = d_loss.detach()
         if self.latent_discriminator is not None and z_flat is not None:
             d_loss = self._discriminator_loss(self.latent_discriminator, z_flat, target, mask)
-            self._step(opt["latent_discriminator"], d_loss, raw=True)
+            manual_step(self, opt["latent_discriminator"], d_loss, raw=True)
             logs["latent_adv_d"] = d_loss.detach()
 
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)

@@ -27,6 +27,21 @@ def schedule_factor(step: int, schedule: str, warmup_steps: int, max_steps: int)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def manual_step(system, optimizer, loss: torch.Tensor, raw: bool = False) -> None:
+    """One manual optimisation step of a Lightning `system`: zero_grad, backward, clipping of the gradient
+    norm at `trainer.gradient_clip_val` (when set), step.
+
+    With `raw`, the wrapped torch optimizer steps: Lightning counts every LightningOptimizer.step in
+    global_step, and discriminators must not, so that max_steps means generator iterations for every preset.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    system.manual_backward(loss)
+    clip = system.config["trainer"]["gradient_clip_val"]
+    if clip:
+        system.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+    (optimizer.optimizer if raw else optimizer).step()
+
+
 def adam_with_schedule(
     params, lr: float, optim: dict, max_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
