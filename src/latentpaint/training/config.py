@@ -270,6 +270,24 @@ def _arch(value: Any) -> str | None:
     return choice(*list_generators())(value)
 
 
+def _prefill(value: Any) -> str | None:
+    from latentpaint.models.network import PREFILLS
+
+    return choice(*PREFILLS)(value)
+
+
+def _refiner_init(value: Any) -> str | None:
+    from latentpaint.training.inpainting import REFINER_INITS
+
+    return choice(*REFINER_INITS)(value)
+
+
+def _schedule(value: Any) -> str | None:
+    from latentpaint.training.optim import SCHEDULES
+
+    return choice(*SCHEDULES)(value)
+
+
 def _mask_preset(value: Any) -> str | None:
     from latentpaint.masks import list_mask_presets
 
@@ -335,8 +353,8 @@ RULES: dict[str, Rule] = {
     "model.delta": boolean,
     "model.freeze_autoencoder": boolean,
     "model.train_first_conv": boolean,
-    "model.prefill": choice("none", "pyramid"),
-    "model.refiner_init": choice("default", "identity"),
+    "model.prefill": _prefill,
+    "model.refiner_init": _refiner_init,
     "autoencoder": text(optional=True),
     "loss.mode": choice("pixel", "latent", "both"),
     "loss.latent_weight": number(),
@@ -360,7 +378,7 @@ RULES: dict[str, Rule] = {
     "optim.lr": number(0.0, 10.0, above=True),
     "optim.lr_d": number(0.0, 10.0, above=True),
     "optim.betas": pair_of(fraction),
-    "optim.schedule": choice("constant", "cosine"),
+    "optim.schedule": _schedule,
     "optim.warmup_steps": integer(0),
     "optim.ema_decay": fraction,
     "trainer.max_steps": integer(1),

@@ -24,6 +24,7 @@ from latentpaint.models.network import InpaintingNetwork
 from latentpaint.training.optim import adam_with_schedule, manual_step
 
 IDENTITY_EPS = 1e-3
+REFINER_INITS = ("default", "identity")
 
 
 def init_refiner_as_identity(network: InpaintingNetwork) -> None:
@@ -92,12 +93,13 @@ class InpaintingSystem(L.LightningModule):
             init_from_autoencoder(self.network, autoencoder)
         elif (m["freeze_autoencoder"] or self.use_latent) and not restoring:
             raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
-        if m.get("refiner_init", "default") == "identity":
-            init_refiner_as_identity(self.network)
-        elif m.get("refiner_init", "default") != "default":
+        refiner_init = m.get("refiner_init", "default")
+        if refiner_init not in REFINER_INITS:
             raise LatentpaintError(
-                f"model.refiner_init must be default or identity, not {m['refiner_init']!r}"
+                f"model.refiner_init must be one of {', '.join(REFINER_INITS)}, not {refiner_init!r}"
             )
+        if refiner_init == "identity":
+            init_refiner_as_identity(self.network)
         self.target_encoder = autoencoder.encoder.requires_grad_(False) if self.use_latent else None
 
         self.frozen = self._freeze()

@@ -51,12 +51,8 @@ def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
 def weight_averaging(optim: dict) -> list:
     """Lightning's EMA callback when `optim.ema_decay` > 0: checkpoints then hold the averaged weights
     (what inference loads) and keep the raw ones for resuming."""
-    decay = float(optim.get("ema_decay") or 0.0)
-    if decay <= 0:
-        return []
-    if decay >= 1:
-        raise LatentpaintError(f"optim.ema_decay must be below 1, not {decay}")
-    return [EMAWeightAveraging(decay=decay)]
+    decay = float(optim.get("ema_decay") or 0.0)  # [0, 1), checked by validate_config
+    return [EMAWeightAveraging(decay=decay)] if decay > 0 else []
 
 
 def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
