@@ -79,6 +79,11 @@ def resize_long_side(array: np.ndarray, limit: int, interpolation: int) -> np.nd
     return cv2.resize(array, size, interpolation=interpolation)
 
 
+def long_side_within(height: int, width: int, max_pixels: int) -> int:
+    """The long side that keeps a resized (aspect-kept) copy of a height x width image within `max_pixels`."""
+    return max(1, int((max_pixels * max(height, width) / min(height, width)) ** 0.5))
+
+
 def inpaint_hd(
     inpainter,
     image: np.ndarray,
@@ -213,6 +218,4 @@ def inpaint_within(
     plan = plan_crops(mask, min(CROP_MARGIN, int(max_pixels**0.5) // 4))
     if plan is not None and all((x1 - x0) * (y1 - y0) <= max_pixels for (x0, y0, x1, y1), _ in plan):
         return _inpaint_crops(predict, image, mask, plan), "crop"
-    # the long side that keeps the resized area within the budget
-    limit = max(1, int((max_pixels * max(height, width) / min(height, width)) ** 0.5))
-    return _inpaint_resized(predict, image, mask, limit), "resize"
+    return _inpaint_resized(predict, image, mask, long_side_within(height, width, max_pixels)), "resize"

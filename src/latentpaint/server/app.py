@@ -34,7 +34,7 @@ from starlette.datastructures import UploadFile
 
 from latentpaint.data.images import IMAGE_FORMATS, binarize_mask, is_lossy, oriented, to_uint8
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.hd import inpaint_within, resize_long_side
+from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
 from latentpaint.server.cli import is_loopback
 
@@ -389,7 +389,7 @@ def create_app(
         height, width = mask.shape
         if height * width <= max_inference_pixels:
             return inpainter.latent_damage(image, mask), "original"
-        limit = max(1, int((max_inference_pixels * max(height, width) / min(height, width)) ** 0.5))
+        limit = long_side_within(height, width, max_inference_pixels)
         small = inpainter.latent_damage(
             resize_long_side(image, limit, cv2.INTER_AREA),
             (resize_long_side(mask.astype(np.float32), limit, cv2.INTER_AREA) > 0).astype(np.uint8),
