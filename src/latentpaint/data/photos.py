@@ -60,46 +60,39 @@ class Photo:
     height: int = 0
 
 
+# how the built-in photos (data.images.builtin_photos) are grouped and where they come from
+BUILTIN_GROUPS = {
+    "hubble_deep_field": "hubble",
+    "motorcycle_left": "motorcycle",
+    "motorcycle_right": "motorcycle",
+}
+SKLEARN_PHOTOS = ("china", "flower")  # load_sample_images(); the others are skimage.data's
+SKIMAGE_LICENCE = "scikit-image data (skimage/data/README: public domain or CC0 unless noted)"
+SKLEARN_LICENCE = "scikit-learn sample images (CC BY 2.0, see sklearn/datasets/images/README.txt)"
+
+
 def _package_photos() -> Iterator[tuple[Photo, Callable[[], np.ndarray]]]:
     """Photos inside installed Python packages (always available)."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
+    from latentpaint.data.images import builtin_photos
 
-    skimage_licence = "scikit-image data (skimage/data/README: public domain or CC0 unless noted)"
-    for name, group in (
-        ("astronaut", "astronaut"), ("chelsea", "chelsea"), ("coffee", "coffee"),
-        ("rocket", "rocket"), ("hubble_deep_field", "hubble"),
-    ):  # fmt: skip
-        yield (
-            Photo(name, group, f"scikit-image skimage.data.{name}()", skimage_licence),
-            getattr(skimage.data, name),
-        )
-    for side in (0, 1):
-        yield (
-            Photo(f"motorcycle_{'left' if side == 0 else 'right'}", "motorcycle",
-                  "scikit-image skimage.data.stereo_motorcycle() (Middlebury stereo 2014)", skimage_licence),
-            lambda side=side: skimage.data.stereo_motorcycle()[side],
-        )  # fmt: skip
-    sample = load_sample_images()
-    for filename, image in zip(sample.filenames, sample.images, strict=True):
-        stem = Path(filename).stem
-        yield (
-            Photo(stem, stem, f"scikit-learn load_sample_images() {Path(filename).name}",
-                  "scikit-learn sample images (CC BY 2.0, see sklearn/datasets/images/README.txt)"),
-            lambda image=image: image,
-        )  # fmt: skip
-    try:
-        import matplotlib
+    for name, image in builtin_photos():
+        if name in SKLEARN_PHOTOS:
+            source, licence = f"scikit-learn load_sample_images() {name}.jpg", SKLEARN_LICENCE
+        elif name.startswith("motorcycle_"):
+            source = "scikit-image skimage.data.stereo_motorcycle() (Middlebury stereo 2014)"
+            licence = SKIMAGE_LICENCE
+        else:
+            source, licence = f"scikit-image skimage.data.{name}()", SKIMAGE_LICENCE
+        yield Photo(name, BUILTIN_GROUPS.get(name, name), source, licence), lambda image=image: image
+    import matplotlib  # a dependency; its one sample photo
 
-        hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-        if hopper.is_file():
-            yield (
-                Photo("grace_hopper", "grace_hopper", "matplotlib sample_data/grace_hopper.jpg",
-                      "public domain (US Navy photograph)"),
-                lambda: _read(hopper),
-            )  # fmt: skip
-    except ImportError:
-        pass
+    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if hopper.is_file():
+        yield (
+            Photo("grace_hopper", "grace_hopper", "matplotlib sample_data/grace_hopper.jpg",
+                  "public domain (US Navy photograph)"),
+            lambda: _read(hopper),
+        )  # fmt: skip
 
 
 def _read(path: Path) -> np.ndarray:
