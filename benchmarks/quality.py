@@ -55,19 +55,14 @@ def heldout_photos(dirs: list[Path]) -> list[Path]:
 
 def heldout_crops(paths: list[Path], size: int, per_photo: int, seed: int):
     """`per_photo` random size x size crops of each photo (short side resized to 2 * size) + thick masks."""
-    import cv2
-
+    from latentpaint.data.datasets import fit_short_side
     from latentpaint.data.images import load_rgb
     from latentpaint.masks import draw_masks, get_mask_generator
 
     generator = get_mask_generator("thick_256", size)
     names, images, masks = [], [], []
     for index, path in enumerate(paths):
-        image = load_rgb(path)
-        h, w = image.shape[:2]
-        scale = 2 * size / min(h, w)
-        image = cv2.resize(image, (max(2 * size, round(w * scale)), max(2 * size, round(h * scale))),
-                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)  # fmt: skip
+        image = fit_short_side(load_rgb(path), 2 * size, 2 * size)
         rng = np.random.default_rng([seed, index])
         for k in range(per_photo):
             top = int(rng.integers(image.shape[0] - size + 1))
@@ -155,13 +150,10 @@ def train_recipe(args, photos: Path) -> dict[str, Path]:
     return runs
 
 
-def step_seconds(run_dir: Path) -> float | None:
-    """Median seconds per step from the run's timing file (written by training.callbacks.StepTimer)."""
-    timing = run_dir / "timing.json"
-    if not timing.is_file():
-        return None
-    data = json.loads(timing.read_text())
-    return data.get("median_step_s")
+def timing(run_dir: Path) -> dict:
+    """The run's timing.json (training.callbacks.StepTimer): steps, train_time_s, median_step_s; {} if absent."""
+    path = run_dir / "timing.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_grid(path: Path, images, masks, columns: dict[str, np.ndarray], rows: int = 6) -> None:
@@ -221,7 +213,7 @@ def main() -> int:
     for name, filled in fills.items():
         results[name] = score(filled, images, masks, args.weights_dir)
         run_dir = runs[name].parent.parent if name in runs else None
-        results[name]["median_step_s"] = step_seconds(run_dir) if run_dir else None
+        results[name]["median_step_s"] = timing(run_dir).get("median_step_s") if run_dir else None
         print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None})
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -249,11 +241,6 @@ def main() -> int:
     return 0
 
 
-def train_seconds(run_dir: Path) -> float | None:
-    timing = run_dir / "timing.json"
-    return json.loads(timing.read_text())["train_time_s"] if timing.is_file() else None
-
-
 def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
     """The release folder + a model card with data, budget, command and held-out scores."""
     from latentpaint.inference.checkpoints import load_network, save_release
@@ -263,7 +250,8 @@ def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
     sources = json.loads((args.out / "photos" / "sources.json").read_text())
     train_photos = [p for p in sources["photos"] if p["split"] == "train"]
     origins = sorted({p["source"].split(" ")[0] for p in train_photos})
-    s1, s2 = train_seconds(args.out / "autoencoder"), train_seconds(run_dir)
+    s1 = timing(args.out / "autoencoder").get("train_time_s")
+    s2 = timing(run_dir).get("train_time_s")
     ours, telea = report["results"][name], report["results"]["OpenCV Telea"]
     beats = ours["ssim"] > telea["ssim"] and ours["fid"] <= 0.7 * telea["fid"]
     worse = [k.upper() for k in ("ssim", "psnr") if ours[k] < telea[k]] + (
