@@ -8,6 +8,7 @@ from PIL import Image
 
 from latentpaint.cli import main
 from latentpaint.errors import LatentpaintError
+from latentpaint.evaluation.classical import worse_metrics
 from latentpaint.inference.inpainter import Inpainter
 from latentpaint.inference.pretrained import resolve_model, shipped_model_dir
 
@@ -31,6 +32,18 @@ def test_shipped_model_is_a_small_release_with_a_model_card():
     assert config["mask_mode"] == "control" and config["prefill"] == "pyramid"
     card = (folder / "MODEL_CARD.md").read_text()
     assert "OpenCV Telea" in card and "Held-out scores" in card
+    # the held-out verdict summaries print is derived from the scores recorded with the model
+    heldout = config["heldout"]
+    assert heldout["crops"] > 0 and set(heldout["model"]) == {"ssim", "psnr", "fid"}
+    worse = worse_metrics(heldout["model"], heldout["opencv_telea"])
+    assert ("worse than OpenCV Telea" in card) == bool(worse)
+
+
+def test_worse_metrics_knows_which_way_each_score_points():
+    ours, telea = {"ssim": 0.9, "psnr": 27.0, "fid": 90.0}, {"ssim": 0.8, "psnr": 28.0, "fid": 80.0}
+    assert worse_metrics(ours, telea) == ["PSNR", "FID"]
+    assert worse_metrics(telea, telea) == ["SSIM", "PSNR", "FID"]  # a tie does not beat the floor
+    assert worse_metrics({"psnr": 30.0}, telea) == []
 
 
 def test_shipped_model_inpaints_and_keeps_known_pixels():

@@ -30,3 +30,19 @@ def opencv_inpaint(image: np.ndarray, mask: np.ndarray, method: str = "telea", r
     # cv2.inpaint fills each channel alike, so RGB order needs no BGR round trip
     mask_u8 = (np.asarray(mask, dtype=np.float32) > 0.5).astype(np.uint8) * 255
     return cv2.inpaint(np.ascontiguousarray(image), mask_u8, float(radius), _METHODS[method])
+
+
+# the scores a summary compares, and which way is better
+HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "fid": False, "lpips": False}
+
+
+def worse_metrics(ours: dict[str, float], reference: dict[str, float]) -> list[str]:
+    """The scores (upper case, e.g. ["SSIM", "FID"]) on which `ours` is not better than `reference`, over
+    those both have: how every summary says whether a learned model beats the classical floor."""
+    worse = []
+    for key, higher in HIGHER_IS_BETTER.items():
+        if key in ours and key in reference:
+            better = ours[key] > reference[key] if higher else ours[key] < reference[key]
+            if not better:
+                worse.append(key.upper())
+    return worse
