@@ -2,14 +2,18 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from latentpaint.data.photos import assemble, split_groups
+from latentpaint.errors import LatentpaintError
+from latentpaint.evaluation.classical import opencv_inpaint
 from latentpaint.inference.checkpoints import load_network, load_torch_file, save_release
+from latentpaint.inference.export import export_torchscript
 from latentpaint.models.discriminator import LatentDiscriminator
 from latentpaint.models.network import InpaintingNetwork
-from latentpaint.models.prefill import pyramid_fill
+from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
 from latentpaint.training import inpainting
 from latentpaint.training.config import apply_overrides, load_preset
@@ -60,7 +64,31 @@ def test_network_prefill_changes_what_the_encoder_sees_and_is_recorded(rng_image
     assert not torch.equal(pyramid.masked_image(image, mask), image * (1 - mask))
     assert "prefill" not in zeros.config and pyramid.config["prefill"] == "pyramid"
     with pytest.raises(ValueError, match="prefill"):
-        InpaintingNetwork("thesis", prefill="telea")
+        InpaintingNetwork("thesis", prefill="criminisi")
+
+
+def test_telea_prefill_keeps_known_pixels_and_matches_opencv(rng_images):
+    image, mask = rng_images(2, 64)
+    filled = telea_fill(image, mask)
+    assert torch.equal(filled * (1 - mask), image * (1 - mask))
+    rgb = (image[1].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy()
+    expected = opencv_inpaint(rgb, mask[1, 0].numpy(), "telea")
+    got = (filled[1].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy()
+    assert np.array_equal(got, expected)
+    flat = torch.full_like(image, 0.4)  # a flat image stays (nearly) flat: the fill carries border colours in
+    assert torch.allclose(telea_fill(flat * (1 - mask), mask), flat, atol=4 / 255)  # Telea adds a few levels
+
+
+def test_telea_prefill_network_trains_but_refuses_export(tmp_path, rng_images):
+    image, mask = rng_images(1, 64)
+    net = InpaintingNetwork("thesis", "control", prefill="telea", ngf=8)
+    assert net.config["prefill"] == "telea"
+    assert not torch.equal(net.masked_image(image, mask), image * (1 - mask))
+    net(image, mask).mean().backward()  # gradients still reach the weights (the fill itself needs none)
+    assert net.mask_control is not None
+    with pytest.raises(LatentpaintError, match="Telea"):
+        export_torchscript(net.eval(), tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_release_round_trip_keeps_prefill_and_upsampling(tmp_path, rng_images):

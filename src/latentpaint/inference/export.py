@@ -57,6 +57,11 @@ class InpaintingGraph(nn.Module):
 
 
 def _graph(network) -> InpaintingGraph:
+    if getattr(network, "prefill", "none") == "telea":
+        raise LatentpaintError(
+            "this model prefills holes with OpenCV's Telea fill, which runs outside PyTorch and cannot be "
+            "exported to ONNX or TorchScript; export a model trained with model.prefill none or pyramid"
+        )
     return InpaintingGraph(copy.deepcopy(network).float().cpu().eval())
 
 

@@ -11,11 +11,11 @@ from latentpaint.models.delta import DeltaRefiner
 from latentpaint.models.ffc import Features, map_features
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.mask_control import MaskControl
-from latentpaint.models.prefill import pyramid_fill
+from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
 
 MaskMode = Literal["alpha", "control"]
-PREFILLS = ("none", "pyramid")
+PREFILLS = ("none", "pyramid", "telea")
 
 
 class InpaintingNetwork(nn.Module):
@@ -24,8 +24,8 @@ class InpaintingNetwork(nn.Module):
     `alpha`: the masked image and the mask are stacked into 4 input channels (LaMa).
     `control`: the 3-channel masked image goes to the encoder and the mask to a `MaskControl` branch.
     With `delta`, the refiner's output is added to its input features (thesis appendix A).
-    `prefill="pyramid"` gives the encoder a smooth pyramid fill of the hole instead of zeros
-    (`models/prefill.py`); `"none"` is LaMa's convention and the default.
+    `prefill="pyramid"` gives the encoder a smooth pyramid fill of the hole instead of zeros, `"telea"`
+    OpenCV's Telea fill (`models/prefill.py`); `"none"` is LaMa's convention and the default.
     State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`.
     """
 
@@ -56,9 +56,11 @@ class InpaintingNetwork(nn.Module):
         )
 
     def masked_image(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """What the encoder sees: known pixels kept, missing pixels zero (LaMa) or pyramid-filled."""
+        """What the encoder sees: known pixels kept, missing pixels zero (LaMa) or prefilled."""
         if self.prefill == "pyramid":
             return pyramid_fill(image, mask)
+        if self.prefill == "telea":
+            return telea_fill(image, mask)
         return image * (1 - mask)
 
     def encode(self, image: torch.Tensor, mask: torch.Tensor) -> Features:

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "delta": False,
         "freeze_autoencoder": False,  # keep stage-1 encoder/decoder fixed (weights and BN statistics)
         "train_first_conv": False,  # with a frozen encoder: still train the stem (it sees the mask channel)
-        "prefill": "none",  # none (LaMa: zeros in the hole) | pyramid (smooth push-pull fill, models/prefill.py)
+        "prefill": "none",  # none (LaMa: zeros) | pyramid (push-pull fill) | telea (OpenCV); models/prefill.py
         "refiner_init": "default",  # default (PyTorch's) | identity (each FFC block starts as x -> x + eps)
     },
     "autoencoder": None,  # stage-1 checkpoint that initialises the encoder/decoder (stage 2)
