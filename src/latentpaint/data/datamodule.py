@@ -34,6 +34,7 @@ class InpaintingDataModule(L.LightningDataModule):
         seed: int = 0,
         max_steps: int = 1000,
         max_short_side: int | None = None,
+        augmentation: str = "none",
     ):
         super().__init__()
         if batch_size < 1 or num_workers < 0 or max_steps < 1:
@@ -49,13 +50,15 @@ class InpaintingDataModule(L.LightningDataModule):
             max_steps,
         )
         self.max_short_side = max_short_side
+        self.augmentation = augmentation
         self.dataset: TrainingDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
             self.dataset = TrainingDataset(
-                self.train, self.size, self.mask_preset, self.seed, max_short_side=self.max_short_side
-            )
+                self.train, self.size, self.mask_preset, self.seed, max_short_side=self.max_short_side,
+                augmentation=self.augmentation,
+            )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -70,7 +70,9 @@ class TrainingDataset(Dataset):
     Images are resized once on load so the short side is in [size, max_short_side] (default 2 * size):
     small images are upscaled so a crop fits; large ones are shrunk so a crop still shows a scene rather
     than a texture patch (a 256 crop of a 512 image, as in LaMa's training on Places) and so decoded
-    images stay small in the cache. There is no random-scale augmentation.
+    images stay small in the cache. With `augmentation="distortions"` LaMa's training augmentation
+    (data/augment.py: perspective, affine scale/rotation, optical distortion, colour) replaces the plain
+    crop and flip, seeded per sample by `default_rng([seed, i, 2])`; the mask draws are unchanged.
 
     With `cache` (default: on for up to `cache_max_images` images) every image is decoded at construction
     and kept in memory, which also finds truncated files up front. Without it only headers are checked at
@@ -88,10 +90,14 @@ class TrainingDataset(Dataset):
         cache_max_images: int = 2000,
         max_short_side: int | None = None,
         max_pixels: int = MAX_PIXELS,
+        augmentation: str = "none",
     ):
+        from latentpaint.data.augment import create_augmentation
+
         if size < 1:
             raise LatentpaintError(f"training crop size must be positive, not {size}")
         self.size, self.seed, self.max_pixels = size, seed, max_pixels
+        self.augment = create_augmentation(augmentation, size)
         self.max_short_side = max(size, max_short_side or 2 * size)
         self.mask_generator = get_mask_generator(mask_preset, size)
         self.paths: list[Path] = []
@@ -171,6 +177,9 @@ class TrainingDataset(Dataset):
         crop = image[top : top + s, left : left + s]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
+        if self.augment is not None:  # its own generator: the crop draws above keep the masks identical
+            seed = int(np.random.default_rng([self.seed, int(index), 2]).integers(2**31))
+            crop = self.augment(image, seed)
         mask = self.mask_generator(s, s, rng)
         return {"image": _to_tensor(crop), "mask": torch.from_numpy(mask)[None]}
 

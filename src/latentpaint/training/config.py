@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
         # photos are resized so their short side is in [size, max_short_side] (null: 2 * size); a larger
         # value makes a crop show part of a scene at the scale evaluation sees, not a shrunken whole photo
         "max_short_side": None,
+        "augmentation": "none",  # none | distortions (LaMa's training augmentation, data/augment.py)
     },
     "optim": {
         "lr": 1.0e-3,
@@ -288,6 +289,12 @@ def _schedule(value: Any) -> str | None:
     return choice(*SCHEDULES)(value)
 
 
+def _augmentation(value: Any) -> str | None:
+    from latentpaint.data.augment import AUGMENTATIONS
+
+    return choice(*AUGMENTATIONS)(value)
+
+
 def _mask_preset(value: Any) -> str | None:
     from latentpaint.masks import list_mask_presets
 
@@ -375,6 +382,7 @@ RULES: dict[str, Rule] = {
     "data.num_workers": integer(0, 256),
     "data.mask_preset": _mask_preset,
     "data.max_short_side": optional(integer(8, 16384)),
+    "data.augmentation": _augmentation,
     "optim.lr": number(0.0, 10.0, above=True),
     "optim.lr_d": number(0.0, 10.0, above=True),
     "optim.betas": pair_of(fraction),

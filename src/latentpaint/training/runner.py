@@ -97,7 +97,7 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     data = InpaintingDataModule(
         train=d["train"], size=d["size"], batch_size=d["batch_size"], num_workers=d["num_workers"],
         mask_preset=d["mask_preset"], seed=config["seed"], max_steps=t["max_steps"],
-        max_short_side=d["max_short_side"],
+        max_short_side=d["max_short_side"], augmentation=d.get("augmentation", "none"),
     )  # fmt: skip
     timer = StepTimer(out_dir, d["batch_size"])
     checkpoints = ModelCheckpoint(
