@@ -187,7 +187,11 @@ def test_missing_perceptual_weights_fail_before_training(data, tmp_path, capsys)
             "--eval-data", str(eval_dir), "--weights-dir", str(empty), "--out", str(tmp_path / "exp")]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "perceptual loss needs" in err and "resnet50-0676ba61.pth" in err and "loss.perceptual=0" in err
+    # lama-full runs LaMa's ResNet-PL: the message names its file, where it goes, and the ways out
+    assert "ResNet-PL needs encoder_epoch_20.pth" in err and "loss.perceptual=0" in err
+    assert (
+        str(empty / "ade20k" / "ade20k-resnet50dilated-ppm") in err and "perceptual_backbone=resnet50" in err
+    )
     assert not (tmp_path / "exp" / "autoencoder").exists()
 
 

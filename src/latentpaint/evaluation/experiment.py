@@ -91,8 +91,10 @@ def register(subparsers) -> None:
         help="FID Inception (default fid-helper; stand-in is for tests only)",
     )  # fmt: skip
     p.add_argument(
-        "--weights-dir", type=Path, help="folder with vgg16-397923af.pth (LPIPS), resnet50-0676ba61.pth "
-        "(perceptual loss of table-5-2), pt_inception-2015-12-05-6726825d.pth; nothing is downloaded",
+        "--weights-dir", type=Path, help="folder with vgg16-397923af.pth (LPIPS), "
+        "ade20k/ade20k-resnet50dilated-ppm/encoder_epoch_20.pth (LaMa's ResNet-PL of table-5-2; or "
+        "resnet50-0676ba61.pth with loss.perceptual_backbone=resnet50), pt_inception-2015-12-05-6726825d.pth; "
+        "nothing is downloaded",
     )  # fmt: skip
     p.add_argument(
         "--lama-folder", type=Path, metavar="DIR", help="table-5-2 only: the official LaMa folder (big-lama/ "
@@ -227,13 +229,13 @@ def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[dict, dict
 
 def _find_perceptual_weights(config: dict, weights_dir: Path | None) -> None:
     """Points loss.perceptual_weights at --weights-dir's file; fails now, not after hours, when it is missing."""
-    from latentpaint.losses.perceptual import BACKBONES, resolve_weights
+    from latentpaint.losses.perceptual import find_perceptual_weights, resolve_weights
 
     loss = config["loss"]
     if loss["perceptual"] <= 0:
         return
     if loss["perceptual_weights"] is None and weights_dir is not None:
-        loss["perceptual_weights"] = str((weights_dir / BACKBONES[loss["perceptual_backbone"]][0]).resolve())
+        loss["perceptual_weights"] = find_perceptual_weights(loss["perceptual_backbone"], weights_dir)
     resolve_weights(loss["perceptual_backbone"], loss["perceptual_weights"])
 
 
@@ -291,10 +293,10 @@ def describe(config: dict) -> dict[str, str]:
         if loss["adversarial"] > 0 and loss["feature_matching"] > 0:
             terms.append(f"feature matching ×{loss['feature_matching']:g}")
         if loss["perceptual"] > 0:
-            random = loss["perceptual_weights"] == "random"
-            terms.append(
-                f"perceptual ×{loss['perceptual']:g} ({loss['perceptual_backbone']}{', untrained' if random else ''})"
-            )
+            from latentpaint.losses.perceptual import describe_backbone
+
+            backbone = describe_backbone(loss["perceptual_backbone"], loss["perceptual_weights"])
+            terms.append(f"perceptual ×{loss['perceptual']:g} ({backbone})")
     if loss["mode"] in ("latent", "both"):
         terms.append("latent L1" + (f" ×{loss['latent_weight']:g}" if loss["latent_weight"] != 1 else ""))
         if loss.get("latent_adversarial", 0) > 0:

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "mask_as_fake_target": True,
         "feature_matching": 0.0,
         "perceptual": 0.0,
-        "perceptual_backbone": "resnet50",
+        "perceptual_backbone": "resnet50",  # or ade20k-resnet50dilated (LaMa's ResNet-PL), vgg19
         "perceptual_weights": None,
         # the thesis' future work: a discriminator on latent features, so adversarial training never decodes
         "latent_adversarial": 0.0,
@@ -283,6 +283,12 @@ def _refiner_init(value: Any) -> str | None:
     return choice(*REFINER_INITS)(value)
 
 
+def _perceptual_backbone(value: Any) -> str | None:
+    from latentpaint.losses.perceptual import PERCEPTUAL_BACKBONES
+
+    return choice(*PERCEPTUAL_BACKBONES)(value)
+
+
 def _schedule(value: Any) -> str | None:
     from latentpaint.training.optim import SCHEDULES
 
@@ -372,7 +378,7 @@ RULES: dict[str, Rule] = {
     "loss.mask_as_fake_target": boolean,
     "loss.feature_matching": number(),
     "loss.perceptual": number(),
-    "loss.perceptual_backbone": text(),
+    "loss.perceptual_backbone": _perceptual_backbone,
     "loss.perceptual_weights": text(optional=True),
     "loss.latent_adversarial": number(),
     "loss.latent_feature_matching": number(),

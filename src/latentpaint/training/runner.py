@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -135,6 +136,8 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     )
     if trainer.is_global_zero:
         save_config(config, out_dir / "config.yaml")
+        if getattr(system, "perceptual", None) is not None:  # which network the run's log and report mean
+            print(f"perceptual loss: {system.perceptual.description}", file=sys.stderr)
         # a SIGKILL during a checkpoint write leaves its temp file behind (never a broken .ckpt)
         for stale in (out_dir / CHECKPOINT_DIR).glob(".*.tmp"):
             stale.unlink(missing_ok=True)
