@@ -35,6 +35,7 @@ class InpaintingDataModule(L.LightningDataModule):
         max_steps: int = 1000,
         max_short_side: int | None = None,
         augmentation: str = "none",
+        val: str | None = None,
     ):
         super().__init__()
         if batch_size < 1 or num_workers < 0 or max_steps < 1:
@@ -51,6 +52,7 @@ class InpaintingDataModule(L.LightningDataModule):
         )
         self.max_short_side = max_short_side
         self.augmentation = augmentation
+        self.val = val  # a LaMa-layout folder scored during training (training/validation.py), or None
         self.dataset: TrainingDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -83,3 +85,8 @@ class InpaintingDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def val_dataloader(self) -> DataLoader | list:
+        from latentpaint.training.validation import validation_loader
+
+        return validation_loader(self.val) if self.val else []

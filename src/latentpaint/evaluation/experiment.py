@@ -635,7 +635,9 @@ def preset_differences(preset: str, config: dict, shipped: dict) -> list[str]:
 def notes(
     args: argparse.Namespace, configs: dict, rows: list[dict], pairs: list, metrics: tuple
 ) -> list[str]:
-    """The report's caveats: what is off, what is held out, which runs were resumed."""
+    """The report's caveats: what is off, what is held out, which checkpoints, which runs were resumed."""
+    from latentpaint.training.validation import VAL_METRIC
+
     found = []
     if "fid" in metrics and len(pairs) < 2:
         found.append("FID is n/a: it needs at least 2 evaluation masks.")
@@ -651,6 +653,12 @@ def notes(
         from latentpaint.demo import HELD_OUT
 
         found.append(f"Built-in photos {', '.join(HELD_OUT)} are held out of training (evaluation only).")
+    best = [r["dir"] for row in rows for r in row["runs"] if r.get("checkpoint_kind") == "best"]
+    if best:
+        found.append(
+            f"Evaluated at the best checkpoint by validation ({VAL_METRIC}, LaMa's selection) instead of "
+            f"last.ckpt: {', '.join(best)}."
+        )
     found += [
         f"{r['dir']} was resumed at step {r['resumed_from_step']} (its log and train time cover every step)."
         for row in rows for r in row["runs"] if r.get("resumed_from_step")
@@ -701,6 +709,7 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.inference.inpainter import Inpainter
     from latentpaint.training.config import load_preset
     from latentpaint.training.inpainting import load_autoencoder_state
+    from latentpaint.training.validation import best_or_last
 
     _check(args)
     table = TABLES[args.table]
@@ -751,12 +760,15 @@ def run(args: argparse.Namespace) -> int:
             config["seed"], config["autoencoder"] = seed, str(ae_ckpt)
             run_dir = args.out / preset / f"seed{seed}"
 
-            def finish(ckpt: Path, run_dir: Path = run_dir) -> dict:
+            def finish(_: Path, run_dir: Path = run_dir) -> dict:
+                # a run that validated (data.val) is evaluated at its best checkpoint, as LaMa's best.ckpt
+                ckpt, which = best_or_last(run_dir)
                 inpainter = Inpainter(load_training_network(ckpt), device=device)
                 scores = predict_and_score(inpainter, pairs, eval_dir, run_dir / "predictions", suite)
                 return {
                     "timing": _timing(run_dir),
                     "checkpoint": str(ckpt.resolve()),
+                    "checkpoint_kind": which,
                     "machine": here,
                     **scores,
                 }

@@ -27,6 +27,12 @@ def register(subparsers) -> None:
     p.add_argument("--autoencoder", help="stage-1 checkpoint (sets `autoencoder`)")
     p.add_argument("--data", help="training images: a folder or 'builtin' (sets data.train)")
     p.add_argument(
+        "--val-data",
+        metavar="DIR",
+        help="inpainting: LaMa-layout folder (NAME.png + NAME_mask000.png, see `latentpaint masks`) scored "
+        "with ssim_fid100_f1 every trainer.val_check_interval steps; the best checkpoints are kept (sets data.val)",
+    )
+    p.add_argument(
         "--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.size=128"
     )
     p.add_argument(
@@ -70,6 +76,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
             sets.append(f"autoencoder={args.autoencoder}")
         if args.data:
             sets.append(f"data.train={args.data}")
+        if args.val_data:
+            sets.append(f"data.val={args.val_data}")
         config = apply_overrides(config, sets)
     for flag, key in (
         ("accelerator", "accelerator"),

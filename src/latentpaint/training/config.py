@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         # value makes a crop show part of a scene at the scale evaluation sees, not a shrunken whole photo
         "max_short_side": None,
         "augmentation": "none",  # none | distortions (LaMa's training augmentation, data/augment.py)
+        "val": None,  # LaMa-layout folder scored with ssim_fid100_f1 during training (training/validation.py)
     },
     "optim": {
         "lr": 1.0e-3,
@@ -79,6 +80,11 @@ DEFAULTS: dict[str, Any] = {
         "strategy": "auto",
         "progress_bar": True,
         "tensorboard": False,  # also log to TensorBoard (needs the tensorboard package)
+        # with data.val: validate every N steps (null: checkpoint_every_n_steps) and keep the best
+        # save_top_k checkpoints by LaMa's val_ssim_fid100_f1_total_mean (LaMa keeps 5)
+        "val_check_interval": None,
+        "save_top_k": 5,
+        "val_fid_feature": "fid-helper",  # FID network of validation (stand-in: tests only)
     },
 }
 
@@ -289,6 +295,12 @@ def _perceptual_backbone(value: Any) -> str | None:
     return choice(*PERCEPTUAL_BACKBONES)(value)
 
 
+def _fid_feature(value: Any) -> str | None:
+    from latentpaint.evaluation.metrics import FID_FEATURES
+
+    return choice(*FID_FEATURES)(value)
+
+
 def _schedule(value: Any) -> str | None:
     from latentpaint.training.optim import SCHEDULES
 
@@ -406,6 +418,10 @@ RULES: dict[str, Rule] = {
     "trainer.progress_bar": boolean,
     "trainer.tensorboard": boolean,
     "trainer.gradient_clip_val": optional(number(0.0, above=True)),
+    "data.val": text(optional=True),
+    "trainer.val_check_interval": optional(integer(1)),
+    "trainer.save_top_k": integer(1, 1000),
+    "trainer.val_fid_feature": _fid_feature,
 }
 
 

@@ -222,6 +222,12 @@ class InpaintingSystem(L.LightningModule):
         self.log("train/loss", total.detach(), prog_bar=True)
         return {"loss": total.detach()}
 
+    def validation_step(self, batch, batch_idx):
+        """One validation pair inpainted; training/validation.py's callback scores it (data.val)."""
+        from latentpaint.training.validation import predict
+
+        return predict(self.network, batch["image"], batch["mask"])
+
     def configure_optimizers(self):
         o, steps = self.config["optim"], self.config["trainer"]["max_steps"]
         params = [p for p in self.network.parameters() if p.requires_grad]

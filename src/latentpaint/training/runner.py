@@ -17,6 +17,7 @@ from latentpaint.training.autoencoder import AutoencoderSystem
 from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, ResumableCSVLogger, StepTimer
 from latentpaint.training.config import save_config, validate_config
 from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
+from latentpaint.training.validation import validation
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -98,7 +99,7 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     data = InpaintingDataModule(
         train=d["train"], size=d["size"], batch_size=d["batch_size"], num_workers=d["num_workers"],
         mask_preset=d["mask_preset"], seed=config["seed"], max_steps=t["max_steps"],
-        max_short_side=d["max_short_side"], augmentation=d.get("augmentation", "none"),
+        max_short_side=d["max_short_side"], augmentation=d.get("augmentation", "none"), val=d.get("val"),
     )  # fmt: skip
     timer = StepTimer(out_dir, d["batch_size"])
     checkpoints = ModelCheckpoint(
@@ -114,6 +115,7 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
         # another path) writes last-v1.ckpt and `--resume` would pick up the stale last.ckpt
         enable_version_counter=False,
     )
+    val_callbacks, val_settings = validation(config, out_dir / CHECKPOINT_DIR)
     trainer = _trainer(
         default_root_dir=out_dir,
         max_steps=t["max_steps"],
@@ -123,7 +125,7 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
         strategy=t["strategy"],
         precision=t["precision"],
         logger=loggers(out_dir, t["tensorboard"]),
-        callbacks=[checkpoints, timer, FiniteLossGuard()]
+        callbacks=[checkpoints, *val_callbacks, timer, FiniteLossGuard()]
         + ([TQDMProgressBar()] if t["progress_bar"] else [])
         + weight_averaging(config["optim"]),
         plugins=[AtomicCheckpointIO()],
@@ -132,7 +134,7 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
         enable_model_summary=False,
         use_distributed_sampler=False,  # our sampler is already rank-aware and resumable
         num_sanity_val_steps=0,
-        limit_val_batches=0,
+        **val_settings,  # off unless data.val is set (training/validation.py)
     )
     if trainer.is_global_zero:
         save_config(config, out_dir / "config.yaml")

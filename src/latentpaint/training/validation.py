@@ -1,0 +1,125 @@
+"""Validation during stage-2 training, as LaMa does it: score a held-out LaMa-layout folder (`data.val`,
+NAME.png + NAME_maskNNN.png) every `trainer.val_check_interval` steps with `ssim_fid100_f1` (harmonic mean
+of SSIM and max(0, 100 - FID) / 100, evaluation/bins.py), and keep the `trainer.save_top_k` checkpoints by
+it (LaMa: `save_top_k: 5`, `monitor: val_ssim_fid100_f1_total_mean`, mode max) beside last.ckpt.
+
+Lightning's validation loop runs it, so EMA weights (when on) are what is scored, as they are what the
+checkpoints hold. Every rank scores the whole folder: the monitored value is then the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from latentpaint.errors import LatentpaintError
+
+VAL_METRIC = "val_ssim_fid100_f1_total_mean"  # LaMa's monitor name
+BEST_FILENAME = "best-step{step:06d}"
+SuiteFactory = Callable[[torch.device], "object"]  # device -> a MetricSuite with ssim and fid
+
+
+def validation_loader(folder: str | Path) -> DataLoader:
+    """One pair per batch: validation images keep their own sizes, as in `latentpaint evaluate`."""
+    from latentpaint.data.datasets import EvaluationDataset
+
+    dataset = EvaluationDataset(folder)
+    if len(dataset) < 2:
+        raise LatentpaintError(
+            f"validation folder {folder} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
+        )
+    return DataLoader(dataset, batch_size=1, shuffle=False)
+
+
+@torch.no_grad()
+def predict(network, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The Inpainter's output for one (1, 3, H, W) pair, quantised to 8 bits as a saved prediction is, so
+    validation scores what `latentpaint experiment` and `evaluate` would score for this checkpoint."""
+    from latentpaint.inference.inpainter import Inpainter, image_to_tensor
+
+    rgb = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+    result = Inpainter(network, device=image.device).predict_array(rgb, mask[0, 0].float().cpu().numpy())
+    return image_to_tensor(result).to(image.device)
+
+
+class ValidationScore(Callback):
+    """Accumulates the validation predictions in a MetricSuite and logs LaMa's `ssim_fid100_f1`."""
+
+    def __init__(self, make_suite: SuiteFactory):
+        self.make_suite = make_suite
+        self.suite = make_suite(torch.device("cpu"))  # built now: missing FID weights fail before step 1
+        if "ssim" not in self.suite.metrics or "fid" not in self.suite.metrics:
+            raise LatentpaintError("validation needs SSIM and FID: " + "; ".join(self.suite.errors.values()))
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.suite.device != pl_module.device:
+            self.suite = self.make_suite(pl_module.device)
+        self.suite.reset()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.suite.update(outputs, batch["image"], batch["mask"])
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = self.suite.compute()["total"]
+        pl_module.log(VAL_METRIC, float(total["ssim_fid100_f1"]), prog_bar=True)
+        pl_module.log("val_ssim_total_mean", float(total["ssim"]))
+        pl_module.log("val_fid_total_mean", float(total["fid"]))
+
+
+def metric_suite_factory(fid_feature: str) -> SuiteFactory:
+    from latentpaint.evaluation.metrics import MetricSuite
+
+    return lambda device: MetricSuite(("ssim", "fid"), "lama", None, device, fid_feature)
+
+
+def validation(
+    config: dict, checkpoint_dir: Path, make_suite: SuiteFactory | None = None
+) -> tuple[list[Callback], dict]:
+    """(callbacks, Trainer arguments) for `config`'s validation; none and validation off without data.val."""
+    folder, t = config["data"].get("val"), config["trainer"]
+    if not folder:
+        return [], {"limit_val_batches": 0}
+    if config["stage"] != "inpainting":
+        raise LatentpaintError(
+            "data.val (--val-data) scores inpainting; stage-1 autoencoder runs have no validation"
+        )
+    interval = t.get("val_check_interval") or t["checkpoint_every_n_steps"]
+    score = ValidationScore(make_suite or metric_suite_factory(t.get("val_fid_feature", "fid-helper")))
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename=BEST_FILENAME,
+        auto_insert_metric_name=False,
+        monitor=VAL_METRIC,
+        mode="max",
+        save_top_k=t.get("save_top_k", 5),
+        enable_version_counter=False,
+    )
+    # validation counts training batches over the whole run (check_val_every_n_epoch=None): one "epoch"
+    # here is the run, so an interval longer than the run is allowed and simply never fires
+    return [score, best], {
+        "val_check_interval": min(interval, t["max_steps"]),
+        "check_val_every_n_epoch": None,
+    }
+
+
+def best_or_last(run_dir: Path) -> tuple[Path, str]:
+    """(checkpoint to evaluate, "best" | "last"): the best by VAL_METRIC when the run validated, else last.ckpt.
+
+    The best file is named by the top-k callback's state saved in last.ckpt, looked up in this run's
+    checkpoint folder (so a moved run folder still finds it).
+    """
+    from latentpaint.inference.checkpoints import load_torch_file
+    from latentpaint.training.runner import CHECKPOINT_DIR, last_checkpoint
+
+    last = last_checkpoint(run_dir)
+    for key, state in load_torch_file(last).get("callbacks", {}).items():
+        if isinstance(key, str) and VAL_METRIC in key and isinstance(state, dict):
+            name = Path(str(state.get("best_model_path") or "")).name
+            if name and (Path(run_dir) / CHECKPOINT_DIR / name).is_file():
+                return Path(run_dir) / CHECKPOINT_DIR / name, "best"
+    return last, "last"
