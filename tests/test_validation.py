@@ -116,6 +116,8 @@ def test_bad_validation_settings_are_one_line(val_dir, tmp_path, capsys):
     assert "needs at least 2" in capsys.readouterr().err
     assert main([*argv, str(tmp_path / "missing"), "--set", *TINY, "trainer.max_steps=1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(LatentpaintError, match="needs at least 2"):  # before any training step
+        validation.validation(_config(lonely), tmp_path)
     with pytest.raises(LatentpaintError, match="no validation"):
         validation.validation(load_preset("autoencoder") | {"data": {"val": str(val_dir)}}, tmp_path)
 

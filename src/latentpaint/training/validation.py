@@ -88,6 +88,7 @@ def validation(
         raise LatentpaintError(
             "data.val (--val-data) scores inpainting; stage-1 autoencoder runs have no validation"
         )
+    validation_loader(folder)  # Lightning asks for the loader at the first validation: check the folder now
     interval = t.get("val_check_interval") or t["checkpoint_every_n_steps"]
     score = ValidationScore(make_suite or metric_suite_factory(t.get("val_fid_feature", "fid-helper")))
     best = ModelCheckpoint(
