@@ -12,6 +12,7 @@ import yaml
 
 from latentpaint.cli import main
 from latentpaint.data.images import save_image
+from latentpaint.evaluation.tables import PRESETS, TABLES
 from latentpaint.inference.checkpoints import load_torch_file
 from latentpaint.training import runner
 from latentpaint.training.config import apply_overrides, load_preset
@@ -243,3 +244,22 @@ def test_lama_folder_is_checked_before_training(data, tmp_path, capsys):
     table_5_1 = ["experiment", "table-5-1", "--steps", "2", "--out", str(tmp_path / "b")]
     assert main([*table_5_1, "--lama-folder", str(LAMA_FIXTURE)]) == 2
     assert "table-5-1 has no such row" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", sorted({p for rows in TABLES.values() for p in rows}))
+def test_each_row_says_what_its_preset_is_and_the_yaml_agrees(preset):
+    """The table's words are written once per preset; this catches a preset YAML that drifts from them."""
+    said, config = PRESETS[preset], load_preset(preset)
+    model, loss = config["model"], config["loss"]
+    assert said.mask.split(",")[0] == model["mask_mode"]
+    assert ("delta refiner" in said.mask) == bool(model["delta"])
+    assert (said.encoder_decoder == "trainable") == (not model["freeze_autoencoder"])
+    assert ("stem trainable" in said.encoder_decoder) == bool(model["train_first_conv"])
+    assert ("pixel L1" in said.loss) == (loss["mode"] in ("pixel", "both"))
+    assert ("latent L1" in said.loss) == (loss["mode"] in ("latent", "both"))
+    assert ("perceptual" in said.loss) == (loss["perceptual"] > 0)
+    assert ("adversarial" in said.loss) == (loss["adversarial"] > 0)
+    # a single plain L1 is logged under its own name; a sum only as the total
+    plain = {"pixel": "train/l1", "latent": "train/latent_l1"}.get(loss["mode"])
+    alone = loss["adversarial"] == 0 and loss["perceptual"] == 0
+    assert said.curve[0] == (plain if alone else "train/loss")

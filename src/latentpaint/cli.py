@@ -32,7 +32,7 @@ SUBCOMMANDS = [
     "latentpaint.masks",
     "latentpaint.training.cli",
     "latentpaint.evaluation.cli",
-    "latentpaint.evaluation.experiment",
+    "latentpaint.evaluation.experiment_cli",
     "latentpaint.viz.cli",
     "latentpaint.inference.cli",
     "latentpaint.server.cli",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -28,6 +30,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Writes `data` to `path` atomically."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def finite_json(value: object) -> object:
+    """Recursively turns NaN / infinity into None so the JSON is standard."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Writes `payload` as JSON atomically, so readers never see half a file."""
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 # -- the one rule for outputs a user names -------------------------------------------------------------

@@ -10,8 +10,6 @@ printed and the exit code is 2.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.files import finite_json, write_json_atomic
 
 if TYPE_CHECKING:  # torch is imported inside the command so `latentpaint --help` stays fast
     import numpy as np
@@ -161,22 +160,6 @@ def _batches(
         batch.append(loaded)
     if batch:
         yield stack(batch)
-
-
-def finite_json(value: object) -> object:
-    """Recursively turns NaN / infinity into None so the JSON is standard."""
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Writes `payload` as JSON atomically (temp file + os.replace), so readers never see half a file."""
-    from latentpaint.files import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def format_table(report: dict) -> str:
