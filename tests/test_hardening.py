@@ -186,7 +186,7 @@ def test_postscript_named_png_never_reaches_ghostscript(command, foreign_decoder
         from latentpaint.data.images import load_rgb
         from latentpaint.errors import LatentpaintError
 
-        with pytest.raises(LatentpaintError, match="supported format"):
+        with pytest.raises(LatentpaintError, match="supported image format"):
             load_rgb(eps)
     else:
         response = api_post(api_client(), EPS, png_bytes(box_mask()))

@@ -68,7 +68,7 @@ def test_pil_in_pil_out_and_grey_levels_count_as_mask(inpainter):
 
 def test_mask_of_another_size_is_an_error(inpainter):
     image, _ = _image_and_mask(30, 30)
-    with pytest.raises(LatentpaintError, match="differs"):
+    with pytest.raises(LatentpaintError, match="must be the same size"):
         inpainter(image, np.ones((31, 30), np.float32))
 
 

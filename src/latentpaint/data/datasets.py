@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ from latentpaint.data.images import (
     IMAGE_FORMATS,
     MAX_PIXELS,
     builtin_photos,
+    check_same_size,
     list_images,
     load_mask,
     load_rgb,
@@ -226,11 +226,10 @@ class StepSampler(Sampler[int]):
         return self.num_samples
 
 
-_MASK_STEM = re.compile(r"^(?P<image>.+)_mask\d*$")
-
-
 def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     """(image, mask) pairs of a LaMa evaluation folder: `NAME.png` with `NAME_mask000.png`, `NAME_mask001.png`, ..."""
+    from latentpaint.data.pairs import lama_pairs, mask_owner
+
     folder = Path(folder)
     if not folder.is_dir():
         raise LatentpaintError(f"evaluation folder {folder} does not exist or is not a folder")
@@ -240,23 +239,13 @@ def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     )
     if not files:
         raise LatentpaintError(f"evaluation folder {folder} holds no images")
-    by_stem: dict[Path, list[Path]] = {}
-    for path in files:
-        by_stem.setdefault(path.with_suffix(""), []).append(path)
-    pairs = []
-    for mask in files:
-        match = _MASK_STEM.match(mask.stem)
-        if match is None or mask.suffix.lower() != ".png":
-            continue
-        candidates = by_stem.get(mask.parent / match["image"], [])
-        if not candidates:
-            raise LatentpaintError(f"mask {mask} has no image {match['image']}.png next to it")
-        # LaMa writes images as .png; accept another extension when that is all there is
-        image = next((c for c in candidates if c.suffix.lower() == ".png"), candidates[0])
-        pairs.append((image, mask))
-    if not pairs:
+    found = lama_pairs(files)
+    if found.orphans:
+        mask = found.orphans[0]
+        raise LatentpaintError(f"mask {mask} has no image {mask_owner(mask)}.png next to it")
+    if not found.pairs:
         raise LatentpaintError(f"evaluation folder {folder} holds no NAME_maskNNN.png masks (LaMa's layout)")
-    return pairs
+    return found.pairs
 
 
 class EvaluationDataset(Dataset):
@@ -274,11 +263,7 @@ class EvaluationDataset(Dataset):
         image_path, mask_path = self.pairs[index]
         image = load_rgb(image_path, self.max_pixels)
         mask = load_mask(mask_path, self.max_pixels)
-        if mask.shape != image.shape[:2]:
-            raise LatentpaintError(
-                f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
+        check_same_size(image, mask, f"mask {mask_path}")
         return {
             "image": _to_tensor(image),
             "mask": torch.from_numpy(mask)[None],

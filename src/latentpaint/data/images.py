@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -47,32 +49,53 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
-    """The decoded, EXIF-rotated image; every failure becomes one LatentpaintError naming the file."""
+class ImageReadError(LatentpaintError):
+    """An image or mask that cannot be read; `status` is what the server answers with (415, 413 or 422)."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+Source = str | Path | bytes | BinaryIO
+
+
+def _open(source: Source, what: str, max_pixels: int) -> Image.Image:
+    """The decoded, EXIF-rotated image; every failure becomes one ImageReadError naming `what`.
+
+    `source` is a path, the file's bytes or an open binary file (an upload): all are read alike.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            # our own, lower limit below replaces PIL's decompression-bomb warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=IMAGE_FORMATS)
+        try:
+            with warnings.catch_warnings():
+                # our own, lower limit below replaces PIL's decompression-bomb warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(source, formats=IMAGE_FORMATS)
+        except Image.DecompressionBombError:
+            raise ImageReadError(f"cannot read {what}: it has more pixels than can be decoded", 413) from None
         with image:
             # the header gives the size: check it before decoding any pixels
             if image.width * image.height > max_pixels:
-                raise LatentpaintError(
-                    f"cannot read image {path}: {image.width}x{image.height} is above the limit of "
-                    f"{max_pixels:,} pixels"
+                raise ImageReadError(
+                    f"cannot read {what}: {image.width}x{image.height} is above the limit of "
+                    f"{max_pixels:,} pixels",
+                    413,
                 )
             image.load()  # decode now: a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays False)
             return oriented(image)
     except LatentpaintError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... depending on the codec
+        status = 422
         if isinstance(exc, FileNotFoundError):
             reason = "no such file"
         elif isinstance(exc, UnidentifiedImageError):
-            reason = f"not an image in a supported format ({', '.join(IMAGE_FORMATS)})"
+            reason, status = f"not in a supported image format ({', '.join(IMAGE_FORMATS)})", 415
         else:
             reason = str(exc) or type(exc).__name__
-        raise LatentpaintError(f"cannot read image {path}: {reason}") from exc
+        raise ImageReadError(f"cannot read {what}: {reason}", status) from exc
 
 
 def oriented(image: Image.Image) -> Image.Image:
@@ -102,32 +125,80 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return (values >> shift).astype(np.uint8)
 
 
-def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3); grey, palette, CMYK, 16-bit and alpha images are converted."""
-    path = Path(path)
-    image = _open(path, max_pixels)
+def rgb_array(image: Image.Image, what: str = "the image") -> np.ndarray:
+    """A decoded image as uint8 RGB (H, W, 3): grey, palette, CMYK, 16-bit and alpha images are converted."""
     try:
         if image.mode in _SINGLE_CHANNEL_MODES and image.mode not in ("1", "L"):
             grey = to_uint8(np.asarray(image))
             return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
         # alpha is dropped, not composited: training and masks only ever see the colour channels
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except Exception as exc:  # e.g. a colour mode PIL cannot convert
-        raise LatentpaintError(f"cannot read image {path}: {exc}") from exc
+    except (ValueError, OSError) as exc:  # a colour mode PIL cannot convert, e.g. LAB
+        raise ImageReadError(
+            f"cannot read {what}: images in PIL mode {image.mode} are not supported", 415
+        ) from exc
 
 
-def binarize_mask(array: np.ndarray, lossy: bool, name: str) -> tuple[np.ndarray, str | None]:
-    """The one mask rule: (bool (H, W) fill mask, warning or None) from raw levels (H, W[, C]).
+def mask_levels(image: Image.Image) -> np.ndarray:
+    """A decoded mask's raw levels: single-channel modes keep their values (a 16-bit level of 1 still
+    counts), the rest go via RGB, which also drops alpha."""
+    return np.asarray(image if image.mode in _SINGLE_CHANNEL_MODES else image.convert("RGB"))
+
+
+def read_image(source: Source, what: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The one image reader (files, bytes, uploads): uint8 RGB (H, W, 3)."""
+    what = what or (f"image {source}" if isinstance(source, str | Path) else "the uploaded image")
+    return rgb_array(_open(source, what, max_pixels), what)
+
+
+def read_mask(
+    source: Source, what: str | None = None, max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, str | None]:
+    """The one mask reader (files, bytes, uploads): (float32 (H, W) with 1.0 where `fill_mask` says fill,
+    warning or None)."""
+    name = str(source) if isinstance(source, str | Path) else "upload"
+    what = what or f"mask {name}"
+    image = _open(source, what, max_pixels)
+    mask, warning = binarize_mask(mask_levels(image), is_lossy(image), name)
+    return mask.astype(np.float32), warning
+
+
+def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3); grey, palette, CMYK, 16-bit and alpha images are converted."""
+    return read_image(Path(path), f"image {path}", max_pixels)
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray, what: str = "the mask", hint: str = "") -> None:
+    """The one size rule: a mask must be exactly its image's size (H, W)."""
+    if image.shape[:2] != mask.shape[:2]:
+        raise LatentpaintError(
+            f"{what} is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}; "
+            f"they must be the same size{hint}"
+        )
+
+
+def fill_mask(levels: np.ndarray, lossy: bool = False) -> np.ndarray:
+    """The one mask rule: bool (H, W), True where raw `levels` (H, W[, C]) say fill.
 
     Any channel above 0 means fill. JPEG masks are the exception: their compression noise would grow the
     mask around every edge (about 30 % for a brush stroke), so they are thresholded at half range (8-bit
-    level above 127) and the warning counts the noise pixels left out. A lossless mask with many grey
-    levels is still read as "> 0", with a warning.
+    level above 127).
     """
+    levels = np.asarray(levels)
+    if levels.ndim == 3:
+        levels = levels.max(axis=2)
+    if levels.ndim != 2:
+        raise LatentpaintError(f"mask must be (H, W) or (H, W, C), got {levels.shape}")
+    return to_uint8(levels) > LOSSY_MASK_THRESHOLD if lossy else levels > 0
+
+
+def binarize_mask(array: np.ndarray, lossy: bool, name: str) -> tuple[np.ndarray, str | None]:
+    """(`fill_mask`, warning or None): the warning counts the JPEG noise pixels left out, or says that a
+    lossless mask has many grey levels (all of them are filled)."""
+    mask = fill_mask(array, lossy)
     if array.ndim == 3:
         array = array.max(axis=2)
     if lossy:
-        mask = to_uint8(array) > LOSSY_MASK_THRESHOLD
         noise = int((array > 0).sum() - mask.sum())
         warning = (
             f"mask {name} is a JPEG: {noise} pixels of compression noise (levels 1-{LOSSY_MASK_THRESHOLD}) "
@@ -140,7 +211,7 @@ def binarize_mask(array: np.ndarray, lossy: bool, name: str) -> tuple[np.ndarray
         levels = np.unique(array)
     grey = len(np.setdiff1d(levels, [0, levels.max(initial=0)]))
     warning = f"mask {name} has {grey} grey levels; every level above 0 is filled (masks are usually black and white)"
-    return array > 0, warning if grey > MASK_LEVELS_WARNING else None
+    return mask, warning if grey > MASK_LEVELS_WARNING else None
 
 
 def is_lossy(image: Image.Image) -> bool:
@@ -150,16 +221,10 @@ def is_lossy(image: Image.Image) -> bool:
 def load_mask(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A mask file as float32 (H, W): 1.0 where `binarize_mask` says fill (any channel above 0; JPEGs
     above half range), else 0.0; its warning, if any, is issued as a UserWarning."""
-    path = Path(path)
-    image = _open(path, max_pixels)
-    lossy = is_lossy(image)
-    # single-channel modes keep their raw values (a 16-bit level of 1 still counts); the rest go via RGB,
-    # which also drops alpha
-    array = np.asarray(image if image.mode in _SINGLE_CHANNEL_MODES else image.convert("RGB"))
-    mask, warning = binarize_mask(array, lossy, str(path))
+    mask, warning = read_mask(Path(path), f"mask {path}", max_pixels)
     if warning:
         warnings.warn(warning, stacklevel=2)
-    return mask.astype(np.float32)
+    return mask
 
 
 def save_image(path: str | Path, array: np.ndarray) -> None:

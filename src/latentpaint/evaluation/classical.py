@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from latentpaint.data.images import check_same_size
 from latentpaint.errors import LatentpaintError
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -21,10 +22,7 @@ def opencv_inpaint(image: np.ndarray, mask: np.ndarray, method: str = "telea", r
             f"OpenCV inpainting needs a uint8 (H, W, 3) image, got {image.dtype} {image.shape}"
         )
     mask = np.squeeze(mask, axis=-1) if mask.ndim == 3 and mask.shape[-1] == 1 else mask
-    if mask.shape != image.shape[:2]:
-        raise LatentpaintError(
-            f"mask {mask.shape} does not match image {image.shape[:2]} for OpenCV inpainting"
-        )
+    check_same_size(image, mask)
     if radius < 1:
         raise LatentpaintError(f"OpenCV inpainting radius must be at least 1, got {radius}")
     # cv2.inpaint fills each channel alike, so RGB order needs no BGR round trip

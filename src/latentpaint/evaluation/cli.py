@@ -122,14 +122,10 @@ def _load_triple(
     image_path: Path, mask_path: Path, pred_path: Path
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image uint8 HxWx3, mask float32 HxW, prediction uint8 HxWx3), sizes checked."""
-    from latentpaint.data.images import load_mask, load_rgb
+    from latentpaint.data.images import check_same_size, load_mask, load_rgb
 
     image, mask, pred = load_rgb(image_path), load_mask(mask_path), load_rgb(pred_path)
-    if mask.shape != image.shape[:2]:
-        raise LatentpaintError(
-            f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
-            f"{image.shape[1]}x{image.shape[0]}"
-        )
+    check_same_size(image, mask, f"mask {mask_path}")
     if pred.shape != image.shape:
         raise LatentpaintError(
             f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but its image {image_path} is "

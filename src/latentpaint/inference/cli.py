@@ -132,27 +132,21 @@ class Job:
     output: Path  # relative to --output
 
 
-def _is_lama_mask(path: Path) -> bool:
-    return "_mask" in path.stem
-
-
 def _lama_jobs(images: list[Path], root: Path) -> list[Job]:
-    by_stem = {(p.parent, p.stem): p for p in images if not _is_lama_mask(p)}
-    jobs, used = [], set()
-    for mask in (p for p in images if _is_lama_mask(p)):
-        key = (mask.parent, mask.stem.rsplit("_mask", 1)[0])
-        image = by_stem.get(key)
-        used.add(key)
-        jobs.append(Job(image, mask, mask.relative_to(root).with_suffix(".png")))
-    for key, image in by_stem.items():
-        if key not in used:
-            jobs.append(Job(image, None, image.relative_to(root).with_suffix(".png")))
+    """Jobs by the one LaMa pairing rule (data.pairs): each mask with its image, the rest as failures."""
+    from latentpaint.data.pairs import lama_pairs
+
+    found = lama_pairs(images)
+    jobs = [Job(image, mask, mask.relative_to(root).with_suffix(".png")) for image, mask in found.pairs]
+    jobs += [Job(None, mask, mask.relative_to(root).with_suffix(".png")) for mask in found.orphans]
+    jobs += [Job(image, None, image.relative_to(root).with_suffix(".png")) for image in found.unmasked]
     return sorted(jobs, key=lambda j: j.output.as_posix())
 
 
 def pair_inputs(input_path: Path, mask_path: Path | None) -> list[Job]:
     """The (image, mask, output name) jobs for the pairing conventions in `PREDICT_HELP`."""
     from latentpaint.data.images import IMAGE_EXTENSIONS, list_images
+    from latentpaint.data.pairs import mask_owner
 
     if not input_path.exists():
         raise LatentpaintError(f"input {input_path} does not exist")
@@ -163,10 +157,13 @@ def pair_inputs(input_path: Path, mask_path: Path | None) -> list[Job]:
             return [Job(input_path, mask_path, Path(input_path.stem + ".png"))]
         if mask_path is not None:
             return pair_inputs_dir([input_path], input_path.parent, mask_path)
-        siblings = [
-            p for p in list_images(input_path.parent) if p.parent == input_path.parent and p != input_path
+        # its own masks only: another file of the same name (a.jpg beside a.png) must not take them
+        masks = [
+            p
+            for p in list_images(input_path.parent)
+            if p.parent == input_path.parent and mask_owner(p) == input_path.stem
         ]
-        jobs = [j for j in _lama_jobs([input_path, *siblings], input_path.parent) if j.image == input_path]
+        jobs = [j for j in _lama_jobs([input_path, *masks], input_path.parent) if j.image == input_path]
         if not any(j.mask for j in jobs):
             raise LatentpaintError(f"no --mask given and no {input_path.stem}_mask*.* next to {input_path}")
         return [j for j in jobs if j.mask]
@@ -255,12 +252,11 @@ def _predictor(args: argparse.Namespace):
 def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
     import cv2
 
-    from latentpaint.data.images import load_mask, load_rgb, save_image
+    from latentpaint.data.images import check_same_size, load_mask, load_rgb, save_image
+    from latentpaint.data.pairs import mask_owner
 
     if job.image is None:
-        raise LatentpaintError(
-            f"mask {job.mask} has no image {job.mask.stem.rsplit('_mask', 1)[0]}.* next to it"
-        )
+        raise LatentpaintError(f"mask {job.mask} has no image {mask_owner(job.mask)}.* next to it")
     if job.mask is None:
         raise LatentpaintError(
             f"image {job.image} has no mask (LaMa naming: {job.image.stem}_mask*.* next to it; "
@@ -269,10 +265,7 @@ def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
     image, mask = load_rgb(job.image), load_mask(job.mask)
     if mask.shape != image.shape[:2]:
         if not resize_mask:
-            raise LatentpaintError(
-                f"mask {job.mask} is {mask.shape[1]}x{mask.shape[0]} but image {job.image} is "
-                f"{image.shape[1]}x{image.shape[0]} (pass --resize-mask to resize it)"
-            )
+            check_same_size(image, mask, f"mask {job.mask}", " (pass --resize-mask to resize it)")
         mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
     result = predict(image, mask)
     target = output / job.output

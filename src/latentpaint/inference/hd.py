@@ -17,6 +17,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from latentpaint.data.images import check_same_size
 from latentpaint.errors import LatentpaintError
 
 Strategy = Literal["original", "resize", "crop"]
@@ -106,10 +107,7 @@ def inpaint_hd(
         raise LatentpaintError(f"unknown HD strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise LatentpaintError(f"image must be a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
-    if image.shape[:2] != mask.shape:
-        raise LatentpaintError(
-            f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size {image.shape[1]}x{image.shape[0]}"
-        )
+    check_same_size(image, mask)
     if crop_margin < 0 or crop_trigger_size < 1 or resize_limit < 1:
         raise LatentpaintError(
             f"HD sizes must be positive (crop margin {crop_margin}, crop trigger {crop_trigger_size}, "

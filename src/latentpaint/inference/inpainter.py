@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from latentpaint.data.images import check_same_size, fill_mask, is_lossy, mask_levels, rgb_array
 from latentpaint.errors import LatentpaintError
 from latentpaint.models.network import InpaintingNetwork
 from latentpaint.viz.latent import latent_damage
@@ -37,17 +38,10 @@ def tensor_to_image(t: torch.Tensor, height: int | None = None, width: int | Non
     return (t[0, :, :height, :width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def check_same_size(image: np.ndarray, mask: np.ndarray) -> None:
-    if image.shape[:2] != mask.shape:
-        raise LatentpaintError(
-            f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size {image.shape[1]}x{image.shape[0]}"
-        )
-
-
 def to_rgb_array(image) -> np.ndarray:
     """PIL image or uint8 array (H, W[, C]) -> uint8 (H, W, 3)."""
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        return rgb_array(image)  # the file reader's conversion: 16-bit keeps its range, alpha dropped
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise LatentpaintError(f"images must be uint8 arrays or PIL images, got dtype {array.dtype}")
@@ -59,15 +53,10 @@ def to_rgb_array(image) -> np.ndarray:
 
 
 def to_mask_array(mask) -> np.ndarray:
-    """PIL image or array -> float32 (H, W) with 1 where any grey level > 0 (to be filled)."""
+    """PIL image or array -> float32 (H, W), 1 where the mask reader's rule (data.images.fill_mask) fills."""
     if isinstance(mask, Image.Image):
-        mask = np.asarray(mask.convert("L"))
-    array = np.asarray(mask)
-    if array.ndim == 3:
-        array = array.max(axis=2)
-    if array.ndim != 2:
-        raise LatentpaintError(f"mask must be (H, W) or (H, W, C), got {array.shape}")
-    return (array > 0).astype(np.float32)
+        return fill_mask(mask_levels(mask), is_lossy(mask)).astype(np.float32)
+    return fill_mask(mask).astype(np.float32)
 
 
 class Inpainter:

@@ -16,7 +16,6 @@ import hashlib
 import io
 import re
 import threading
-import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any, BinaryIO
@@ -29,10 +28,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from starlette.datastructures import UploadFile
 
-from latentpaint.data.images import IMAGE_FORMATS, binarize_mask, is_lossy, oriented, to_uint8
+from latentpaint.data.images import check_same_size, read_image, read_mask
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
@@ -127,62 +126,15 @@ def limited_receive(receive: Callable[[], Awaitable[dict]], limit: int) -> Calla
     return wrapped
 
 
-def open_image(file: BinaryIO, what: str, max_pixels: int) -> Image.Image:
-    """The decoded, EXIF-rotated image; the pixel limit is checked from the header, before decoding."""
-    try:
-        with warnings.catch_warnings():
-            # our own limit below replaces PIL's decompression-bomb warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(file, formats=IMAGE_FORMATS)
-    except UnidentifiedImageError:
-        raise HTTPException(
-            415, f"the {what} file is not in a supported image format ({', '.join(IMAGE_FORMATS)})"
-        ) from None
-    except Image.DecompressionBombError:
-        raise HTTPException(413, f"the {what} has more pixels than the server accepts") from None
-    except Exception:  # PIL's header parsers raise OSError, SyntaxError, ValueError, struct.error, ...
-        raise HTTPException(422, f"the {what} file is damaged and cannot be read") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise HTTPException(
-            413,
-            f"the {what} is {width}x{height} ({width * height / 1e6:.1f} megapixels), above the server's "
-            f"limit of {max_pixels / 1e6:g} megapixels",
-        )
-    try:
-        image.load()  # a truncated file fails here: PIL's LOAD_TRUNCATED_IMAGES stays False
-        return oriented(image)
-    except Exception:  # decoders raise OSError, SyntaxError, ValueError, ... depending on the codec
-        raise HTTPException(422, f"the {what} file is damaged or truncated and cannot be decoded") from None
-
-
-def to_uint8_array(image: Image.Image) -> np.ndarray:
-    """(H, W) for one-channel modes, else (H, W, 3): 16-bit keeps its high byte, floats 0..1 scale, alpha is dropped."""
-    if image.mode in ("1", "L"):
-        return np.array(image.convert("L"))
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        return to_uint8(np.asarray(image))
-    try:
-        return np.array(image.convert("RGB"))
-    except (ValueError, OSError):  # a mode PIL cannot turn into RGB, e.g. LAB
-        raise HTTPException(415, f"images in PIL mode {image.mode} are not supported") from None
-
-
 def read_pair(image_file: BinaryIO, mask_file: BinaryIO, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uploaded files -> uint8 RGB image (H, W, 3) and uint8 mask (H, W), 255 where any channel > 0."""
-    image = to_uint8_array(open_image(image_file, "image", max_pixels))
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    mask_image = open_image(mask_file, "mask", max_pixels)
-    # the same rule as files: any level above 0 fills, JPEG masks above half range (no warning to show)
-    mask, _ = binarize_mask(to_uint8_array(mask_image), is_lossy(mask_image), "upload")
-    if mask.shape != image.shape[:2]:
-        raise HTTPException(
-            422,
-            f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}; "
-            "they must be the same size",
-        )
-    return np.ascontiguousarray(image), np.where(mask, 255, 0).astype(np.uint8)
+    """Uploaded files -> uint8 RGB image (H, W, 3) and uint8 mask (H, W), 255 where the mask reader fills.
+
+    The readers are the files' own (data.images), so an upload is read exactly as the same bytes on disk.
+    """
+    image = read_image(image_file, "the image", max_pixels)
+    mask, _ = read_mask(mask_file, "the mask", max_pixels)  # no warning to show
+    check_same_size(image, mask)
+    return image, np.where(mask > 0, 255, 0).astype(np.uint8)
 
 
 def png_response(array: np.ndarray) -> Response:
@@ -366,8 +318,8 @@ def create_app(
                         image, mask = read_pair(files["image"], files["mask"], max_pixels)
                         result, strategy = work(image, mask)
                         response = png_response(result)
-                    except LatentpaintError as exc:
-                        raise HTTPException(422, str(exc)) from None
+                    except LatentpaintError as exc:  # unreadable uploads carry their own status
+                        raise HTTPException(getattr(exc, "status", 422), str(exc)) from None
                     except Exception as exc:
                         if not is_out_of_memory(exc):
                             raise

@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from latentpaint.data.images import load_mask, load_rgb
-    from latentpaint.errors import LatentpaintError
+    from latentpaint.data.images import check_same_size, load_mask, load_rgb
     from latentpaint.files import check_outputs
     from latentpaint.inference.inpainter import image_to_tensor, pad_to_multiple, tensor_to_image
     from latentpaint.viz.figures import image_grid
@@ -72,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size:
         image = cv2.resize(image, (args.size, args.size), interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, (args.size, args.size), interpolation=cv2.INTER_NEAREST)
-    if image.shape[:2] != mask.shape:
-        raise LatentpaintError(
-            f"mask {args.mask} is {mask.shape[1]}x{mask.shape[0]}, image is {image.shape[1]}x{image.shape[0]}"
-        )
+    check_same_size(image, mask, f"mask {args.mask}")
     h, w = mask.shape
     multiple = 2**network.generator.n_downsampling
     x = image_to_tensor(pad_to_multiple(image, multiple))
