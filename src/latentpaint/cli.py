@@ -29,7 +29,7 @@ FOREIGN = (
 # subcommand modules, in the order a user meets them
 SUBCOMMANDS = [
     "latentpaint.data.photos",
-    "latentpaint.masks",
+    "latentpaint.data.cli",
     "latentpaint.training.cli",
     "latentpaint.evaluation.cli",
     "latentpaint.evaluation.experiment_cli",

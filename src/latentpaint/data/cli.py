@@ -1,0 +1,105 @@
+"""`latentpaint masks`: a LaMa-style evaluation folder (`NAME.png` + `NAME_mask000.png`) from a folder of images.
+
+The masks come from the mask library (masks.py); this is only the command around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.files import add_overwrite_flag
+from latentpaint.masks import (
+    MASK_PRESETS,
+    MAX_MASK_AREA,
+    draw_masks,
+    get_mask_generator,
+    list_mask_presets,
+    mask_area,
+    square_crop,
+)
+from latentpaint.options import integer, number, side
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "masks",
+        help="write a LaMa-style evaluation folder (NAME.png + NAME_mask000.png) from a folder of images",
+        description="Each image is resized (short side 256, or 512 for *_512 presets), centre-cropped to a "
+        "square and given seeded masks; masks covering more than --max-area of the image are redrawn. "
+        "Example: `latentpaint masks --preset thick_256 --images photos --out eval/thick_256 --seed 0`.",
+    )
+    p.add_argument("--preset", required=True, choices=list_mask_presets(), help="mask preset")
+    p.add_argument("--images", required=True, type=Path, help="folder of images (searched recursively)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    p.add_argument("--masks-per-image", type=integer(1, 1000), default=1, help="masks per image (default 1)")
+    p.add_argument("--size", type=side, help="output side in pixels (default: the preset's native size)")
+    p.add_argument(
+        "--max-area",
+        type=number(0, 1),
+        default=MAX_MASK_AREA,
+        help="largest mask area kept (default 0.5, LaMa's)",
+    )
+    add_overwrite_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from latentpaint.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, save_image
+    from latentpaint.files import check_outputs
+
+    if args.masks_per_image < 1:
+        raise LatentpaintError(f"--masks-per-image must be at least 1, not {args.masks_per_image}")
+    if not 0 < args.max_area <= 1:
+        raise LatentpaintError(f"--max-area must be in (0, 1], not {args.max_area}")
+    preset = MASK_PRESETS[args.preset]
+    size = args.size or preset.native_size
+    images_dir, out_dir = args.images.resolve(), args.out.resolve()
+    if out_dir == images_dir or images_dir in out_dir.parents:
+        raise LatentpaintError(
+            f"--out {args.out} lies inside --images {args.images}; a rerun would read its output"
+        )
+    paths = list_images(images_dir)
+    if not paths:
+        raise LatentpaintError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {args.images}")
+
+    names: dict[str, Path] = {}
+    for path in paths:
+        rel = path.relative_to(images_dir)
+        name = "_".join(rel.with_suffix("").parts)
+        if name in names:
+            raise LatentpaintError(
+                f"{names[name]} and {path} would both be written as {name}.png; rename one"
+            )
+        names[name] = path
+
+    outputs = [
+        out_dir / f"{name}{suffix}.png"
+        for name in names
+        for suffix in ["", *(f"_mask{k:03d}" for k in range(args.masks_per_image))]
+    ]
+    check_outputs(outputs, paths, args.overwrite, where=args.out)
+    generator = get_mask_generator(args.preset, size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    areas = []
+    for index, (name, path) in enumerate(names.items()):
+        # one stream per image, seeded by its position: output does not depend on processing order
+        rng = np.random.default_rng([args.seed, index])
+        image = square_crop(load_rgb(path), size)
+        try:
+            masks = draw_masks(generator, size, args.masks_per_image, rng, args.max_area)
+        except LatentpaintError as exc:
+            raise LatentpaintError(f"{path}: {exc}") from None
+        save_image(out_dir / f"{name}.png", image)
+        for k, mask in enumerate(masks):
+            save_image(out_dir / f"{name}_mask{k:03d}.png", (mask * 255).astype(np.uint8))
+            areas.append(mask_area(mask))
+    print(
+        f"wrote {len(names)} images and {len(areas)} masks ({args.preset}, {size} px, seed {args.seed}) to "
+        f"{args.out}; mean mask area {np.mean(areas):.3f}"
+    )
+    return 0
