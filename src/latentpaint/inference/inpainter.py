@@ -10,8 +10,8 @@ from PIL import Image
 
 from latentpaint.data.images import check_same_size, fill_mask, is_lossy, mask_levels, rgb_array
 from latentpaint.errors import LatentpaintError
+from latentpaint.models.damage import latent_damage
 from latentpaint.models.network import InpaintingNetwork
-from latentpaint.viz.latent import latent_damage
 
 
 def pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:

@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.data.images import check_same_size, load_mask, load_rgb
     from latentpaint.files import check_outputs
     from latentpaint.inference.inpainter import image_to_tensor, pad_to_multiple, tensor_to_image
+    from latentpaint.models.damage import latent_damage, latent_repair
     from latentpaint.viz.figures import image_grid
-    from latentpaint.viz.latent import latent_damage, latent_repair
 
     check_outputs([args.out], [args.image, args.mask, args.checkpoint], args.overwrite)
     network, trained = load_for_visualization(args.checkpoint)

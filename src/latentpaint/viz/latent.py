@@ -1,26 +1,5 @@
-"""Latent-space pictures (thesis figure 4.4): what a mask destroys, and what the refiner puts back."""
+"""The latent damage maps moved beside the network they run (models/damage.py); this name stays for old imports."""
 
-from __future__ import annotations
+from latentpaint.models.damage import encode_clean, latent_damage, latent_repair
 
-import torch
-
-from latentpaint.models.network import InpaintingNetwork, latent_difference
-
-
-@torch.no_grad()
-def encode_clean(network: InpaintingNetwork, image: torch.Tensor):
-    """E(gt): the encoder on the unmasked image, without mask information (empty mask)."""
-    return network.encode(image, torch.zeros_like(image[:, :1]))
-
-
-@torch.no_grad()
-def latent_damage(network: InpaintingNetwork, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """D(E(gt) - E(masked)): the damage the mask does in latent space, decoded to an image."""
-    return network.decode(latent_difference(encode_clean(network, image), network.encode(image, mask)))
-
-
-@torch.no_grad()
-def latent_repair(network: InpaintingNetwork, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """D(R(E(masked)) - E(masked)): what the refiner adds in latent space, decoded to an image."""
-    z = network.encode(image, mask)
-    return network.decode(latent_difference(network.refine(z), z))
+__all__ = ["encode_clean", "latent_damage", "latent_repair"]
