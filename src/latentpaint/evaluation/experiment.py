@@ -218,7 +218,7 @@ def train_rows(
 
 def score_classical(args: argparse.Namespace, ev: Evaluation) -> dict:
     """OpenCV Telea on the same masks, the floor row (nothing to train)."""
-    from latentpaint.evaluation.classical import opencv_inpaint
+    from latentpaint.inference.classical import opencv_inpaint
 
     run_dir = args.out / CLASSICAL
     total = len(TABLES[args.table]) * args.seeds + 1

@@ -16,14 +16,14 @@ folder) or with OpenCV.
 
 Pairing images with masks (a mask is any image; every grey level above 0 means "fill", in JPEG masks
 every level above 127, so that their compression noise is not filled):
-  --input DIR, no --mask   LaMa: DIR holds NAME.png and its masks NAME_mask000.png, NAME_mask001.png, ...
-                           (any image extension, subfolders too); one output per mask, named after the
-                           mask: OUT/NAME_mask000.png, as LaMa's predict.py writes them.
+  --input DIR, no --mask   LaMa: DIR holds NAME.png and its masks NAME_mask.png, NAME_mask000.png, ...
+                           (any image extension, subfolders too; the rule `evaluate` uses); one output per
+                           mask, named after the mask: OUT/NAME_mask000.png, as LaMa's predict.py writes them.
   --input DIR --mask DIR   IOPaint: the mask of DIR/sub/NAME.jpg is MASKDIR/sub/NAME.<any extension>;
                            output OUT/sub/NAME.png.
   --input DIR --mask FILE  one mask for every image; output OUT/NAME.png.
   --input FILE             with --mask FILE, that mask (output OUT/NAME.png); without, the LaMa masks
-                           NAME_mask*.* next to it.
+                           NAME_mask.*, NAME_maskNNN.* next to it.
 --hd-* and --refine apply to --method model; opencv-* inpaint the whole image (radius 3).
 Outputs are PNG, written atomically; an existing file is replaced only with --overwrite, an input
 never. A file that fails is reported on one line and skipped; the others are still written, and the
@@ -222,7 +222,7 @@ def _predictor(args: argparse.Namespace):
     from latentpaint.inference.hd import inpaint_hd
 
     if args.method != "model":
-        from latentpaint.evaluation.classical import opencv_inpaint
+        from latentpaint.inference.classical import opencv_inpaint
 
         if args.model is not None or args.refine or args.optimize:
             raise LatentpaintError(
