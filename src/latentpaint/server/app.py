@@ -35,7 +35,7 @@ from latentpaint.data.images import check_same_size, read_image, read_mask
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
-from latentpaint.server.cli import is_loopback
+from latentpaint.server.hosts import is_loopback
 
 # The most pixels the network sees at once; larger uploads go through crops or a resized copy. Measured
 # peak memory per megapixel of input on CPU (benchmarks in README "Reliability"): about 0.2 GB for the

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import socket
 import sys
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.options import integer, number
+from latentpaint.server.hosts import is_loopback, is_wildcard
 
 
 def register(subparsers) -> None:
@@ -54,24 +54,6 @@ def register(subparsers) -> None:
         "clients use a name such as myserver.lan; '*' answers any). localhost and 127.0.0.1 always work",
     )
     parser.set_defaults(func=run)
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and 'localhost'; anything else may be reachable from the network."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def is_wildcard(host: str) -> bool:
-    """0.0.0.0 and :: listen on every address: no single name to allow."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        return False
 
 
 def listen(host: str, port: int) -> socket.socket:
