@@ -1,14 +1,13 @@
-"""The one place that reads and writes weights.
+"""Models in and out: release folders (config.json + model.safetensors), training checkpoints, and
+`load_network` for every format latentpaint reads.
 
-Nothing here ever unpickles arbitrary objects: torch files are read with `weights_only=True` and
-released weights are safetensors, so opening a checkpoint cannot run code from it.
+Nothing here ever unpickles arbitrary objects: torch files are read through storage/ (`weights_only=True`)
+and released weights are safetensors, so opening a checkpoint cannot run code from it.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,93 +15,29 @@ import torch
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import atomic_write
-from latentpaint.inference.safety import model_section, refuse_non_finite, refuse_plain_pickle
-
-
-def error_reason(exc: BaseException) -> str:
-    """The line of an exception's message that says what went wrong, for a one-line error.
-
-    torch's weights_only errors open with advice to retry with weights_only=False, which a user must not
-    follow for an untrusted file: that line is skipped.
-    """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the doc"))]
-    if not useful or isinstance(exc, LookupError):  # a bare key or index says nothing on its own
-        return ": ".join([type(exc).__name__, *useful[:1]])
-    return useful[0]
-
-
-def load_torch_file(path: str | Path) -> dict[str, Any]:
-    """torch.load with weights_only=True and one-line errors for missing, truncated or unsafe files."""
-    path = Path(path)
-    if not path.is_file():
-        raise LatentpaintError(f"checkpoint {path} does not exist")
-    refuse_plain_pickle(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if unsafe:
-            raise LatentpaintError(
-                f"refusing to load {path}: it references {unsafe[1]}, which is neither a tensor nor a plain "
-                "container and could run code when unpickled"
-            ) from None
-        raise LatentpaintError(f"cannot read checkpoint {path}: {error_reason(exc)}") from None
-    except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
-        raise damaged_checkpoint(path, exc) from None
-    return ensure_dict(data, path)
-
-
-def damaged_checkpoint(path: Path, exc: Exception) -> LatentpaintError:
-    """The one-line error for a file torch's reader chokes on."""
-    return LatentpaintError(
-        f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
-    )
-
-
-def ensure_dict(data: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")
-    return data
-
-
-def read_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(run config, Lightning state dict) from a latentpaint training checkpoint."""
-    ckpt = load_torch_file(path)
-    config = (ckpt.get("hyper_parameters") or {}).get("config")
-    if not isinstance(config, dict) or "state_dict" not in ckpt:
-        raise LatentpaintError(
-            f"{path} is not a latentpaint training checkpoint (no config or state_dict in it)"
-        )
-    return config, ckpt["state_dict"]
-
-
-def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries under `prefix`, with it removed (e.g. 'generator.' of a LaMa checkpoint)."""
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
+from latentpaint.inference.build import check_model_config, network_from_config, plan_network  # noqa: F401
+from latentpaint.inference.safety import model_section
+from latentpaint.storage.state import (  # noqa: F401  (imported from here by older code)
+    check_state_shapes,
+    load_state_strict,
+    refuse_non_finite,
+    shapes_of,
+    strip_prefix,
+)
+from latentpaint.storage.torchfile import (  # noqa: F401  (imported from here by older code)
+    MAX_CONFIG_BYTES,
+    damaged_checkpoint,
+    ensure_dict,
+    error_reason,
+    load_torch_file,
+    read_config_text,
+    read_training_checkpoint,
+    refuse_plain_pickle,
+)
 
 # -- release folders: config.json + model.safetensors (diffusers-style) ---------------------------------
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-MAX_CONFIG_BYTES = 1_000_000  # a release config.json or LaMa config.yaml is a few kB
-
-
-def read_config_text(path: Path) -> str:
-    """A small config file's text; a huge one is refused before it is read."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise LatentpaintError(
-                f"{path} is {size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,} (is it the right file?)"
-            )
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LatentpaintError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise LatentpaintError(f"{path} is not a UTF-8 text file") from None
 
 
 def read_release_config(path: Path) -> dict:
@@ -117,115 +52,6 @@ def read_release_config(path: Path) -> dict:
     if not isinstance(config, dict):
         raise LatentpaintError(f"{path} does not hold a JSON object")
     return config
-
-
-def check_model_config(config: Any, source: str | Path = "model config") -> dict:
-    """The constructor arguments of an `InpaintingNetwork` from a release/run config, checked.
-
-    Types and sane ranges (`models.limits`) are checked without allocating anything.
-    """
-    from latentpaint.models.limits import check_generator_args
-    from latentpaint.models.network import PREFILLS
-    from latentpaint.models.registry import list_generators
-
-    if not isinstance(config, dict):
-        raise LatentpaintError(f"{source}: the model config is not a mapping")
-    arch, mask_mode = config.get("arch"), config.get("mask_mode")
-    if arch not in list_generators():
-        raise LatentpaintError(
-            f"{source}: unknown generator arch {str(arch)[:40]!r}; choose one of {', '.join(list_generators())}"
-        )
-    if mask_mode not in ("alpha", "control"):
-        raise LatentpaintError(
-            f"{source}: mask_mode must be 'alpha' or 'control', not {str(mask_mode)[:40]!r}"
-        )
-    delta = config.get("delta", False)
-    if not isinstance(delta, bool):
-        raise LatentpaintError(f"{source}: delta must be true or false")
-    overrides = config.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise LatentpaintError(f"{source}: overrides must be a mapping of generator arguments")
-    check_generator_args(overrides, source)
-    prefill = config.get("prefill", "none")  # absent in configs written before the option: LaMa's zeros
-    if prefill not in PREFILLS:
-        raise LatentpaintError(
-            f"{source}: prefill must be one of {', '.join(PREFILLS)}, not {str(prefill)[:40]!r}"
-        )
-    return {"arch": arch, "mask_mode": mask_mode, "delta": delta, "prefill": prefill, "overrides": overrides}
-
-
-def plan_network(config: Any, source: str | Path = "model config"):
-    """The network a config describes, built on the meta device (no memory): checks it and its size.
-
-    Returns the meta-device network, whose `state_dict()` has every key and shape a weight file must have.
-    """
-    from latentpaint.models.limits import MAX_PARAMETERS
-    from latentpaint.models.network import InpaintingNetwork
-
-    args = check_model_config(config, source)
-    try:
-        with torch.device("meta"):
-            network = InpaintingNetwork(
-                args["arch"], args["mask_mode"], args["delta"], args["prefill"], **args["overrides"]
-            )
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise LatentpaintError(f"{source}: invalid model config: {error_reason(exc)}") from None
-    count = sum(t.numel() for t in network.state_dict().values())
-    if count > MAX_PARAMETERS:
-        raise LatentpaintError(
-            f"{source}: the model config describes {count:,} parameters, more than the supported "
-            f"{MAX_PARAMETERS:,} (big-lama has 51 M)"
-        )
-    return network
-
-
-def network_from_config(
-    config: dict, state_shapes: dict[str, tuple | None] | None = None, source: str | Path = "model config"
-):
-    """An untrained `InpaintingNetwork` with the architecture a release/run config describes.
-
-    The config is checked first (`plan_network`), and with `state_shapes` (key -> shape of the weights
-    that will be loaded) its agreement with the weight file, all before any tensor is allocated.
-    """
-    from latentpaint.models.network import InpaintingNetwork
-
-    planned = plan_network(config, source)
-    if state_shapes is not None:
-        check_state_shapes(planned, state_shapes, source)
-    args = check_model_config(config, source)
-    return InpaintingNetwork(
-        args["arch"], args["mask_mode"], args["delta"], args["prefill"], **args["overrides"]
-    )
-
-
-def shapes_of(state: dict[str, Any]) -> dict[str, tuple | None]:
-    """key -> shape of a state dict (None for an entry that is not a tensor)."""
-    return {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
-
-
-def check_state_shapes(network, found: dict[str, tuple | None], source: str | Path) -> None:
-    """One sentence when `found` (key -> shape) is not exactly the keys and shapes of `network`'s state."""
-    expected = shapes_of(network.state_dict())
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0][:80]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} of another shape (e.g. {k}: {found[k]} vs {expected[k]})")
-        raise LatentpaintError(f"{source} holds weights of another architecture: {'; '.join(parts)} keys")
-
-
-def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """load_state_dict(strict=True) with one sentence when the architectures differ."""
-    check_state_shapes(network, shapes_of(state), source)
-    refuse_non_finite(state, source)
-    network.load_state_dict(state, strict=True)
 
 
 def release_config(network, **extra) -> dict:
@@ -315,7 +141,8 @@ def load_network(path: str | Path):
             "or config.yaml + models/best.ckpt (official LaMa)"
         )
     if path.is_file():
-        from latentpaint.inference.lama import load_lama_weights, read_lightning_checkpoint
+        from latentpaint.inference.lama import load_lama_weights
+        from latentpaint.storage.pickled import read_lightning_checkpoint
 
         refuse_plain_pickle(path)
         ckpt, _ = read_lightning_checkpoint(path)  # refuses TorchScript; OmegaConf objects become inert

@@ -95,7 +95,7 @@ class PerceptualLoss(nn.Module):
     def _torchvision_stages(backbone: str, path: Path | None) -> nn.ModuleList:
         net = getattr(torchvision.models, backbone)(weights=None)
         if path is not None:
-            from latentpaint.inference.checkpoints import load_torch_file
+            from latentpaint.storage.torchfile import load_torch_file
 
             net.load_state_dict(load_torch_file(path))
         if backbone == "vgg19":

@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     """(config, run folder, checkpoint to resume from) for the parsed command line."""
-    from latentpaint.inference.checkpoints import read_training_checkpoint
+    from latentpaint.storage.torchfile import read_training_checkpoint
     from latentpaint.training.config import DEFAULTS, apply_overrides, deep_merge, load_preset
     from latentpaint.training.runner import last_checkpoint
 

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.checkpoints import load_state_strict, read_training_checkpoint, strip_prefix
 from latentpaint.losses.adversarial import discriminator_loss, feature_matching_loss, generator_loss
 from latentpaint.losses.latent import latent_l1
 from latentpaint.losses.perceptual import PerceptualLoss
@@ -21,6 +20,8 @@ from latentpaint.models.discriminator import LatentDiscriminator, NLayerDiscrimi
 from latentpaint.models.ffc import features_to_tensor
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
+from latentpaint.storage.state import load_state_strict, strip_prefix
+from latentpaint.storage.torchfile import read_training_checkpoint
 from latentpaint.training.optim import adam_with_schedule, manual_step
 
 IDENTITY_EPS = 1e-3
