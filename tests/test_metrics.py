@@ -278,5 +278,5 @@ def test_opencv_inpaint_fills_only_the_hole():
         assert np.abs(out[mask > 0].astype(int) - (200, 100, 50)).max() <= 2
     with pytest.raises(LatentpaintError, match="method"):
         opencv_inpaint(image, mask, method="patchmatch")
-    with pytest.raises(LatentpaintError, match="does not match"):
+    with pytest.raises(LatentpaintError, match="must be the same size"):
         opencv_inpaint(image, mask[:10])
