@@ -88,7 +88,7 @@ def find_ade20k_weights(where: str | Path | None) -> Path:
 def read_ade20k_state(path: Path, model: DilatedResNet) -> dict[str, torch.Tensor]:
     """The encoder weights of `path`, keys matched to `model`: any prefix (module., encoder., ...) is
     stripped; BatchNorm counters that older files lack are filled in; a classifier head is ignored."""
-    from latentpaint.inference.checkpoints import load_torch_file
+    from latentpaint.storage.torchfile import load_torch_file
 
     state = load_torch_file(path)
     for wrapper in ("state_dict", "model"):  # a whole training checkpoint instead of a bare state dict

@@ -114,7 +114,7 @@ def best_or_last(run_dir: Path) -> tuple[Path, str]:
     The best file is named by the top-k callback's state saved in last.ckpt, looked up in this run's
     checkpoint folder (so a moved run folder still finds it).
     """
-    from latentpaint.inference.checkpoints import load_torch_file
+    from latentpaint.storage.torchfile import load_torch_file
     from latentpaint.training.runner import CHECKPOINT_DIR, last_checkpoint
 
     last = last_checkpoint(run_dir)
