@@ -55,17 +55,8 @@ def read_release_config(path: Path) -> dict:
 
 
 def release_config(network, **extra) -> dict:
-    """What `config.json` records: the network's constructor arguments plus provenance (preset, ...)."""
-    config = dict(network.config)
-    overrides = {k: v for k, v in config.items() if k not in ("arch", "mask_mode", "delta", "prefill")}
-    return {
-        "arch": config["arch"],
-        "mask_mode": config["mask_mode"],
-        "delta": config["delta"],
-        "prefill": config.get("prefill", "none"),
-        "overrides": overrides,
-        **extra,
-    }
+    """What `config.json` records: the network's spec (`ModelSpec.to_dict`) plus provenance (preset, ...)."""
+    return {**network.spec.to_dict(), **extra}
 
 
 def save_release(network, out_dir: str | Path, **extra) -> Path:
@@ -113,11 +104,7 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
         )
     m = model_section(config, path)
     weights = strip_prefix(state, "network.")
-    network = network_from_config(
-        {k: m[k] for k in ("arch", "mask_mode", "delta", "prefill", "overrides") if k in m},
-        shapes_of(weights),
-        path,
-    )
+    network = network_from_config(m, shapes_of(weights), path)
     load_state_strict(network, weights, path)
     return network
 

@@ -13,6 +13,7 @@ from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.mask_control import MaskControl
 from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
+from latentpaint.models.spec import ModelSpec
 
 MaskMode = Literal["alpha", "control"]
 PREFILLS = ("none", "pyramid", "telea")
@@ -26,7 +27,8 @@ class InpaintingNetwork(nn.Module):
     With `delta`, the refiner's output is added to its input features (thesis appendix A).
     `prefill="pyramid"` gives the encoder a smooth pyramid fill of the hole instead of zeros, `"telea"`
     OpenCV's Telea fill (`models/prefill.py`); `"none"` is LaMa's convention and the default.
-    State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`.
+    State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`. `spec` is the
+    network's description (`models/spec.py`): `network.spec.build()` makes an untrained twin.
     """
 
     def __init__(
@@ -44,16 +46,22 @@ class InpaintingNetwork(nn.Module):
             raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
         overrides.setdefault("input_nc", 4 if mask_mode == "alpha" else 3)
         self.generator: FFCResNetGenerator = create_generator(arch, **overrides)
-        self.config = dict(arch=arch, mask_mode=mask_mode, delta=delta, **overrides)
+        self.spec = ModelSpec(arch, mask_mode, delta, prefill, overrides)
         self.mask_mode, self.delta, self.prefill = mask_mode, delta, prefill
-        if prefill != "none":  # absent means LaMa's zeros, so configs written before this option still match
-            self.config["prefill"] = prefill
         g = self.generator.config
         self.mask_control = (
             MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"])
             if mask_mode == "control"
             else None
         )
+
+    @property
+    def config(self) -> dict:
+        """The spec flattened: generator overrides beside arch/mask_mode/delta, prefill only when set."""
+        flat = dict(arch=self.spec.arch, mask_mode=self.mask_mode, delta=self.delta, **self.spec.overrides)
+        if self.prefill != "none":  # absent means LaMa's zeros, so configs written before the option match
+            flat["prefill"] = self.prefill
+        return flat
 
     def masked_image(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """What the encoder sees: known pixels kept, missing pixels zero (LaMa) or prefilled."""

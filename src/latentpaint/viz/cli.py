@@ -38,7 +38,7 @@ def load_for_visualization(path: str | Path):
     )
     from latentpaint.inference.lama import raise_if_torchscript
     from latentpaint.inference.safety import model_section
-    from latentpaint.models.network import InpaintingNetwork
+    from latentpaint.models.spec import ModelSpec
 
     path = Path(path)
     if not path.is_file():
@@ -47,9 +47,7 @@ def load_for_visualization(path: str | Path):
     config, state = read_training_checkpoint(path)  # read once, whichever stage it is
     if config.get("stage") != "autoencoder":
         return training_network(config, state, path).eval(), True
-    m = model_section(config, path)
-    # mask control starts as an exact identity, so E(masked) is the plain stage-1 encoder
-    network = InpaintingNetwork(m["arch"], "control", **{**m["overrides"], "input_nc": 3})
+    network = ModelSpec.from_dict(model_section(config, path), path).plain_encoder().build()
     load_state_strict(network.generator, strip_prefix(state, "generator."), path)
     return network.eval(), False
 
