@@ -29,7 +29,7 @@ from common import PeakRSS, machine, median, sync  # noqa: E402
 
 from latentpaint.models.generator import FFCResNetGenerator  # noqa: E402
 from latentpaint.training.config import apply_overrides, load_preset  # noqa: E402
-from latentpaint.training.inpainting import InpaintingSystem  # noqa: E402
+from latentpaint.training.inpainting import InpaintingSystem, build_inpainting_system  # noqa: E402
 
 TABLE_5_1 = ["pixel-alpha", "pixel-control", "latent-alpha", "latent-control"]
 TABLE_5_2 = ["lama-full", "lama-full-framework"]
@@ -91,7 +91,7 @@ def build_system(preset: str, args: argparse.Namespace, stage1: dict) -> Inpaint
         [f"model.arch={args.arch}", f"data.size={args.size}", f"data.batch_size={args.batch}",
          "loss.perceptual_weights=random", *overrides],  # untrained backbone: same arithmetic as real weights
     )  # fmt: skip
-    return InpaintingSystem(config, stage1)
+    return build_inpainting_system(config, stage1)
 
 
 def run_steps(system: InpaintingSystem, batch: dict, steps: int, device: str) -> list[float]:

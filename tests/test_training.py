@@ -12,7 +12,7 @@ from latentpaint.cli import main
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import load_torch_file, read_training_checkpoint
 from latentpaint.training.config import apply_overrides, list_presets, load_preset
-from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
+from latentpaint.training.inpainting import InpaintingSystem, build_inpainting_system, load_autoencoder_state
 from latentpaint.training.runner import train
 from latentpaint.viz.figures import read_metric
 
@@ -110,7 +110,7 @@ def test_frozen_autoencoder_is_bit_identical_after_training(preset, autoencoder_
 
 def grads_after_one_step(preset: str, autoencoder_ckpt: str) -> set[str]:
     cfg = config_for(preset, f"autoencoder={autoencoder_ckpt}")
-    system = InpaintingSystem(cfg, load_autoencoder_state(autoencoder_ckpt)).train()
+    system = build_inpainting_system(cfg, load_autoencoder_state(autoencoder_ckpt)).train()
     image, mask = torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)
     mask[:, :, 16:40, 16:48] = 1
     z = system.network.refine(system.network.encode(image, mask))

@@ -6,20 +6,26 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from latentpaint.models.registry import create_generator
-from latentpaint.training.optim import adam_with_schedule, manual_step
+from latentpaint.models.generator import FFCResNetGenerator
+from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, manual_step
+from latentpaint.training.settings import RunConfig
+
+
+def build_autoencoder_system(config: dict) -> AutoencoderSystem:
+    """The stage-1 system a (validated) run config describes; the config dict is what checkpoints record."""
+    cfg = RunConfig.from_dict(config)
+    # keys are saved as generator.model.* - LaMa's layout - and stage 2 copies E and D from them
+    system = AutoencoderSystem(cfg.model.spec.autoencoder_generator(), OptimiserSettings.from_config(cfg))
+    system.save_hyperparameters({"config": config})
+    return system
 
 
 class AutoencoderSystem(L.LightningModule):
     """E + D of an RGB generator with MSE on unmasked images; the refiner is skipped and not trained."""
 
-    def __init__(self, config: dict):
+    def __init__(self, generator: FFCResNetGenerator, optimiser: OptimiserSettings):
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = config
-        m = config["model"]
-        # keys are saved as generator.model.* - LaMa's layout - and stage 2 copies E and D from them
-        self.generator = create_generator(m["arch"], **{**m["overrides"], "input_nc": 3})
+        self.generator, self.optimiser = generator, optimiser
         # the refiner is not part of stage 1: no gradients, nothing for DDP to wait for
         self.generator.refiner.requires_grad_(False)
         self.automatic_optimization = False
@@ -30,14 +36,12 @@ class AutoencoderSystem(L.LightningModule):
     def training_step(self, batch, batch_idx):
         image = batch["image"]
         loss = F.mse_loss(self.reconstruct(image), image)
-        opt = self.optimizers()
-        manual_step(self, opt, loss)
+        manual_step(self, self.optimizers(), loss)
         self.lr_schedulers().step()
         self.log("train/mse", loss, prog_bar=True)
         return {"loss": loss.detach()}
 
     def configure_optimizers(self):
         params = [p for p in self.generator.parameters() if p.requires_grad]
-        o, steps = self.config["optim"], self.config["trainer"]["max_steps"]
-        optimizer, scheduler = adam_with_schedule(params, o["lr"], o, steps)
+        optimizer, scheduler = adam_with_schedule(params, self.optimiser)
         return [optimizer], [{"scheduler": scheduler, "interval": "step"}]

@@ -51,7 +51,14 @@ def register(subparsers) -> None:
 def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     """(config, run folder, checkpoint to resume from) for the parsed command line."""
     from latentpaint.storage.torchfile import read_training_checkpoint
-    from latentpaint.training.config import DEFAULTS, apply_overrides, deep_merge, load_preset
+    from latentpaint.training.config import (
+        DEFAULTS,
+        HARDWARE,
+        apply_hardware,
+        apply_overrides,
+        deep_merge,
+        load_preset,
+    )
     from latentpaint.training.runner import last_checkpoint
 
     name = args.config or ("autoencoder" if args.stage == "autoencoder" else "latent-control")
@@ -79,15 +86,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
         if args.val_data:
             sets.append(f"data.val={args.val_data}")
         config = apply_overrides(config, sets)
-    for flag, key in (
-        ("accelerator", "accelerator"),
-        ("devices", "devices"),
-        ("num_nodes", "num_nodes"),
-        ("strategy", "strategy"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:  # hardware may change between runs of the same config
-            config["trainer"][key] = int(value) if key == "devices" and str(value).isdigit() else value
+    # hardware may change between runs of the same config
+    config = apply_hardware(config, **{key: getattr(args, key) for key in HARDWARE})
     if (config["stage"] == "autoencoder") != (args.stage == "autoencoder"):
         raise LatentpaintError(f"config {name!r} is a {config['stage']} config, not for `train {args.stage}`")
     return config, out, resume

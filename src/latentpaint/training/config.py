@@ -7,9 +7,7 @@ resolved configuration is saved beside the checkpoints, and a resumed run reads 
 from __future__ import annotations
 
 import copy
-import math
-import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,30 @@ from typing import Any
 import yaml
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.models.spec import MASK_MODES
+from latentpaint.training.rules import (
+    Rule,
+    accelerator,
+    augmentation_kind,
+    boolean,
+    choice,
+    devices,
+    fid_feature,
+    fraction,
+    generator_arch,
+    generator_overrides,
+    integer,
+    mask_preset,
+    number,
+    optional,
+    pair_of,
+    perceptual_backbone,
+    precision,
+    prefill_kind,
+    refiner_init_kind,
+    schedule_kind,
+    text,
+)
 
 DEFAULTS: dict[str, Any] = {
     "stage": "inpainting",  # or "autoencoder"
@@ -88,6 +110,11 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+# mappings that are one value, replaced whole by a preset or `--set` (generator keyword arguments)
+LEAF_MAPPINGS = ("overrides",)
+# Lightning's hardware settings: a command-line flag may change them between runs of one config
+HARDWARE = ("accelerator", "devices", "num_nodes", "strategy")
+
 CONFIG_DIR = resources.files("latentpaint") / "configs"
 MAX_BASE_CHAIN = 32  # presets build on each other a few levels deep; a longer chain is a mistake
 
@@ -104,7 +131,7 @@ def deep_merge(base: dict, update: dict, path: str = "") -> dict:
         where = f"{path}{key}"
         if key not in out:
             raise LatentpaintError(f"unknown config key {where!r}")
-        if isinstance(out[key], dict) and key != "overrides":
+        if isinstance(out[key], dict) and key not in LEAF_MAPPINGS:
             if not isinstance(value, dict):
                 raise LatentpaintError(f"config key {where!r} must be a mapping")
             out[key] = deep_merge(out[key], value, where + ".")
@@ -176,8 +203,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     """Applies `key.sub=value` overrides, rejecting keys the configuration does not have."""
-    for text in overrides:
-        keys, value = parse_override(text)
+    for item in overrides:
+        keys, value = parse_override(item)
         update: dict = {}
         node = update
         for k in keys[:-1]:
@@ -187,199 +214,47 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
     return config
 
 
+def apply_hardware(config: dict, **flags: Any) -> dict:
+    """A copy of `config` with the given `HARDWARE` flags (None: keep the config's) as trainer keys.
+
+    Flags arrive as command-line text: a number of devices becomes an integer, '0,1' stays indices.
+    """
+    config = copy.deepcopy(config)
+    for key, value in flags.items():
+        if key not in HARDWARE:
+            raise ValueError(f"{key} is not one of the hardware settings {HARDWARE}")
+        if value is not None:
+            config["trainer"][key] = int(value) if key == "devices" and str(value).isdigit() else value
+    return config
+
+
+def flatten(config: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every setting; a `LEAF_MAPPINGS` entry is one value, as for deep_merge."""
+    for key, value in config.items():
+        if isinstance(value, dict) and key not in LEAF_MAPPINGS:
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def save_config(config: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 # -- validation: every value's type and range, checked before a run starts ---------------------------------
-# One rule per dotted key; a key without a rule is not checked (add one beside the key's default). A rule
-# takes the value and returns None when it is fine, else what it should be ("an integer >= 1").
-Rule = Callable[[Any], "str | None"]
-
-
-def integer(lo: int | None = None, hi: int | None = None) -> Rule:
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and (lo is None or value >= lo) and (hi is None or value <= hi):
-            return None
-        if lo is not None and hi is not None:
-            return f"an integer from {lo} to {hi}"
-        return (
-            "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
-        )
-
-    return check
-
-
-def number(lo: float = 0.0, hi: float | None = None, above: bool = False) -> Rule:
-    """A finite int or float in [lo, hi] (or (lo, hi] with `above`)."""
-
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and (value > lo if above else value >= lo) and (hi is None or value <= hi):
-            return None
-        upper = f" and <= {hi:g}" if hi is not None else ""
-        return f"a finite number {'>' if above else '>='} {lo:g}{upper}"
-
-    return check
-
-
-def optional(rule: Rule) -> Rule:
-    """`rule`, or null."""
-
-    def check(value: Any) -> str | None:
-        problem = None if value is None else rule(value)
-        return None if problem is None else f"{problem} or null"
-
-    return check
-
-
-def fraction(value: Any) -> str | None:
-    """A number in [0, 1): decays and Adam betas."""
-    return None if number(0.0, 1.0)(value) is None and value < 1 else "a number in [0, 1)"
-
-
-def pair_of(rule: Rule) -> Rule:
-    def check(value: Any) -> str | None:
-        if isinstance(value, list | tuple) and len(value) == 2 and all(rule(v) is None for v in value):
-            return None
-        return f"a list of two values, each {rule(None) or 'valid'}"
-
-    return check
-
-
-def boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "true or false"
-
-
-def choice(*options: Any) -> Rule:
-    def check(value: Any) -> str | None:
-        if any(value == o and type(value) is type(o) for o in options):
-            return None
-        return "one of " + ", ".join(str(o) for o in options)
-
-    return check
-
-
-def text(optional: bool = False) -> Rule:
-    def check(value: Any) -> str | None:
-        if (optional and value is None) or (isinstance(value, str) and value.strip()):
-            return None
-        return "a non-empty string" + (" or null" if optional else "")
-
-    return check
-
-
-def _arch(value: Any) -> str | None:
-    from latentpaint.models.registry import list_generators
-
-    return choice(*list_generators())(value)
-
-
-def _prefill(value: Any) -> str | None:
-    from latentpaint.models.network import PREFILLS
-
-    return choice(*PREFILLS)(value)
-
-
-def _refiner_init(value: Any) -> str | None:
-    from latentpaint.training.inpainting import REFINER_INITS
-
-    return choice(*REFINER_INITS)(value)
-
-
-def _perceptual_backbone(value: Any) -> str | None:
-    from latentpaint.losses.perceptual import PERCEPTUAL_BACKBONES
-
-    return choice(*PERCEPTUAL_BACKBONES)(value)
-
-
-def _fid_feature(value: Any) -> str | None:
-    from latentpaint.evaluation.metrics import FID_FEATURES
-
-    return choice(*FID_FEATURES)(value)
-
-
-def _schedule(value: Any) -> str | None:
-    from latentpaint.training.optim import SCHEDULES
-
-    return choice(*SCHEDULES)(value)
-
-
-def _augmentation(value: Any) -> str | None:
-    from latentpaint.data.augment import AUGMENTATIONS
-
-    return choice(*AUGMENTATIONS)(value)
-
-
-def _mask_preset(value: Any) -> str | None:
-    from latentpaint.masks import list_mask_presets
-
-    return choice(*list_mask_presets())(value)
-
-
-# generator keyword overrides (`model.overrides.KEY`): a few orders of magnitude around the presets
-def _overrides(value: Any) -> str | None:
-    """Generator overrides follow the same ranges as configs read from files (models/limits.py)."""
-    from latentpaint.models.limits import check_generator_args
-
-    if not isinstance(value, dict):
-        return "a mapping of generator arguments"
-    try:
-        check_generator_args(value, "model.overrides")
-    except LatentpaintError as exc:
-        return f"a valid mapping of generator arguments ({exc})"
-    return None
-
-
-def _accelerator(value: Any) -> str | None:
-    import importlib.util
-
-    local = ("auto", "cpu", "gpu", "cuda", "mps")
-    if value in local:
-        return None
-    if value == "tpu" and importlib.util.find_spec("torch_xla") is not None:
-        return None
-    return f"one of {', '.join(local)} (tpu needs the torch_xla package)"
-
-
-def _devices(value: Any) -> str | None:
-    if value == "auto" or value == -1:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return None
-    if isinstance(value, list) and value and all(integer(0)(v) is None for v in value):
-        return None
-    if isinstance(value, str) and re.fullmatch(r"\d+(,\d+)*,?", value.strip()):
-        return None
-    return "a number of devices >= 1, -1, 'auto', a list of device indices or '0,1'"
-
-
-PRECISIONS = (
-    "32-true",
-    "32",
-    "16-mixed",
-    "bf16-mixed",
-    "16-true",
-    "bf16-true",
-    "64-true",
-    "64",
-    "16",
-    "bf16",
-)
-
+# One rule per dotted key; a key without a rule is not checked (add one beside the key's default).
 RULES: dict[str, Rule] = {
     "stage": choice("inpainting", "autoencoder"),
     "seed": integer(0, 2**32 - 1),
-    "model.arch": _arch,
-    "model.overrides": _overrides,
-    "model.mask_mode": choice("alpha", "control"),
+    "model.arch": generator_arch,
+    "model.overrides": generator_overrides,
+    "model.mask_mode": choice(*MASK_MODES),
     "model.delta": boolean,
     "model.freeze_autoencoder": boolean,
     "model.train_first_conv": boolean,
-    "model.prefill": _prefill,
-    "model.refiner_init": _refiner_init,
+    "model.prefill": prefill_kind,
+    "model.refiner_init": refiner_init_kind,
     "autoencoder": text(optional=True),
     "loss.mode": choice("pixel", "latent", "both"),
     "loss.latent_weight": number(),
@@ -390,7 +265,7 @@ RULES: dict[str, Rule] = {
     "loss.mask_as_fake_target": boolean,
     "loss.feature_matching": number(),
     "loss.perceptual": number(),
-    "loss.perceptual_backbone": _perceptual_backbone,
+    "loss.perceptual_backbone": perceptual_backbone,
     "loss.perceptual_weights": text(optional=True),
     "loss.latent_adversarial": number(),
     "loss.latent_feature_matching": number(),
@@ -398,21 +273,21 @@ RULES: dict[str, Rule] = {
     "data.size": integer(8, 8192),
     "data.batch_size": integer(1, 4096),
     "data.num_workers": integer(0, 256),
-    "data.mask_preset": _mask_preset,
+    "data.mask_preset": mask_preset,
     "data.max_short_side": optional(integer(8, 16384)),
-    "data.augmentation": _augmentation,
+    "data.augmentation": augmentation_kind,
     "optim.lr": number(0.0, 10.0, above=True),
     "optim.lr_d": number(0.0, 10.0, above=True),
     "optim.betas": pair_of(fraction),
-    "optim.schedule": _schedule,
+    "optim.schedule": schedule_kind,
     "optim.warmup_steps": integer(0),
     "optim.ema_decay": fraction,
     "trainer.max_steps": integer(1),
     "trainer.log_every_n_steps": integer(1),
     "trainer.checkpoint_every_n_steps": integer(1),
-    "trainer.precision": lambda v: choice(*PRECISIONS)(str(v) if isinstance(v, int) else v),
-    "trainer.accelerator": _accelerator,
-    "trainer.devices": _devices,
+    "trainer.precision": precision,
+    "trainer.accelerator": accelerator,
+    "trainer.devices": devices,
     "trainer.num_nodes": integer(1, 10_000),
     "trainer.strategy": text(),
     "trainer.progress_bar": boolean,
@@ -421,7 +296,7 @@ RULES: dict[str, Rule] = {
     "data.val": text(optional=True),
     "trainer.val_check_interval": optional(integer(1)),
     "trainer.save_top_k": integer(1, 1000),
-    "trainer.val_fid_feature": _fid_feature,
+    "trainer.val_fid_feature": fid_feature,
 }
 
 

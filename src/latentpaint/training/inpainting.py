@@ -1,8 +1,10 @@
 """Stage 2: train the refiner (and the mask path) on top of the stage-1 autoencoder.
 
-The switches are explicit constructor-config entries, not branches on a whole config tree:
-mask mode (alpha | control), loss mode (pixel | latent | both), which parts are frozen, and the
-optional LaMa losses (adversarial + R1, feature matching, perceptual).
+`build_inpainting_system` is the one place that reads the run config for this stage. It hands
+`InpaintingSystem` explicit parts: the network, the frozen target encoder of the latent loss, the loss
+weights, the optional pixel and latent discriminators, the optional perceptual loss, the optimiser
+settings and the modules to keep frozen. The system only combines them, one manual step at a time: the
+generator step, then each discriminator's step.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
 from latentpaint.storage.state import load_state_strict, strip_prefix
 from latentpaint.storage.torchfile import read_training_checkpoint
-from latentpaint.training.optim import adam_with_schedule, manual_step
+from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, discriminator_adam, manual_step
+from latentpaint.training.settings import LossConfig, ModelConfig, RunConfig
 
 IDENTITY_EPS = 1e-3
 REFINER_INITS = ("default", "identity")
+LOSS_MODES = ("pixel", "latent", "both")
+# the discriminators a system may have, in step order, with the prefix of their log keys
+DISCRIMINATORS = {"discriminator": "", "latent_discriminator": "latent_"}
 
 
 def init_refiner_as_identity(network: InpaintingNetwork) -> None:
@@ -71,69 +77,96 @@ def init_from_autoencoder(network: InpaintingNetwork, autoencoder: FFCResNetGene
                 own[key].copy_(value)
 
 
+def frozen_parts(network: InpaintingNetwork, model: ModelConfig, use_pixel: bool) -> list[nn.Module]:
+    """The parts of `network` that must not train (weights and BatchNorm statistics)."""
+    g = network.generator
+    if model.freeze_autoencoder:
+        stem = g.model[1]
+        return [layer for layer in g.encoder if not (model.train_first_conv and layer is stem)] + list(
+            g.decoder
+        )
+    if not use_pixel:
+        return list(g.decoder)  # nothing reaches the decoder without a pixel loss
+    return []
+
+
+def build_inpainting_system(
+    config: dict, autoencoder_state: dict | None = None, restoring: bool = False
+) -> InpaintingSystem:
+    """The stage-2 system a (validated) run config describes.
+
+    `autoencoder_state`: the stage-1 generator weights (`load_autoencoder_state`), which initialise the
+    encoder and decoder and give the latent loss its targets. With `restoring`, a resumed checkpoint
+    brings every weight, so none is needed. The config dict is what checkpoints record.
+    """
+    cfg = RunConfig.from_dict(config)
+    m, loss = cfg.model, cfg.loss
+    if loss.mode not in LOSS_MODES:
+        raise LatentpaintError(f"loss.mode must be pixel, latent or both, not {loss.mode!r}")
+    if m.refiner_init not in REFINER_INITS:
+        raise LatentpaintError(
+            f"model.refiner_init must be one of {', '.join(REFINER_INITS)}, not {m.refiner_init!r}"
+        )
+    if loss.latent_adversarial > 0 and not loss.use_latent:
+        raise LatentpaintError("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
+    network = m.spec.build()
+    # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
+    autoencoder = m.spec.autoencoder_generator()
+    if autoencoder_state is not None:
+        load_state_strict(autoencoder, autoencoder_state, cfg.autoencoder)
+        init_from_autoencoder(network, autoencoder)
+    elif (m.freeze_autoencoder or loss.use_latent) and not restoring:
+        raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
+    if m.refiner_init == "identity":
+        init_refiner_as_identity(network)
+    system = InpaintingSystem(
+        network,
+        loss,
+        OptimiserSettings.from_config(cfg),
+        target_encoder=autoencoder.encoder if loss.use_latent else None,
+        discriminator=NLayerDiscriminator() if loss.adversarial > 0 else None,
+        latent_discriminator=(
+            LatentDiscriminator(network.generator.latent_channels) if loss.latent_adversarial > 0 else None
+        ),
+        perceptual=(
+            PerceptualLoss(loss.perceptual_backbone, loss.perceptual_weights) if loss.perceptual > 0 else None
+        ),
+        frozen=frozen_parts(network, m, loss.use_pixel),
+    )
+    system.save_hyperparameters({"config": config})  # what `--resume` and the loaders read back
+    return system
+
+
 class InpaintingSystem(L.LightningModule):
-    """Combines the inpainting network with its losses; manual optimisation for the optional GAN."""
+    """Combines the inpainting network with its losses; manual optimisation for the optional GANs.
 
-    def __init__(self, config: dict, autoencoder_state: dict | None = None, restoring: bool = False):
+    The latent loss runs when there is a `target_encoder`, the pixel losses when `losses.use_pixel`;
+    each other part is optional and trains or counts only when given.
+    """
+
+    def __init__(
+        self,
+        network: InpaintingNetwork,
+        losses: LossConfig,
+        optimiser: OptimiserSettings,
+        *,
+        target_encoder: nn.Module | None = None,
+        discriminator: nn.Module | None = None,
+        latent_discriminator: nn.Module | None = None,
+        perceptual: nn.Module | None = None,
+        frozen: list[nn.Module] | tuple[nn.Module, ...] = (),
+    ):
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = config
-        m, loss = config["model"], config["loss"]
-        if loss["mode"] not in ("pixel", "latent", "both"):
-            raise LatentpaintError(f"loss.mode must be pixel, latent or both, not {loss['mode']!r}")
-        self.use_latent = loss["mode"] in ("latent", "both")
-        self.use_pixel = loss["mode"] in ("pixel", "both")
-        self.network = InpaintingNetwork(
-            m["arch"], m["mask_mode"], m["delta"], m.get("prefill", "none"), **m["overrides"]
-        )
-
-        # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
-        autoencoder = FFCResNetGenerator(**{**self.network.generator.config, "input_nc": 3})
-        if autoencoder_state is not None:
-            load_state_strict(autoencoder, autoencoder_state, config["autoencoder"])
-            init_from_autoencoder(self.network, autoencoder)
-        elif (m["freeze_autoencoder"] or self.use_latent) and not restoring:
-            raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
-        refiner_init = m.get("refiner_init", "default")
-        if refiner_init not in REFINER_INITS:
-            raise LatentpaintError(
-                f"model.refiner_init must be one of {', '.join(REFINER_INITS)}, not {refiner_init!r}"
-            )
-        if refiner_init == "identity":
-            init_refiner_as_identity(self.network)
-        self.target_encoder = autoencoder.encoder.requires_grad_(False) if self.use_latent else None
-
-        self.frozen = self._freeze()
-        self.discriminator = NLayerDiscriminator() if loss["adversarial"] > 0 else None
-        if loss["latent_adversarial"] > 0 and not self.use_latent:
-            raise LatentpaintError("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
-        self.latent_discriminator = (
-            LatentDiscriminator(self.network.generator.latent_channels)
-            if loss["latent_adversarial"] > 0
-            else None
-        )
-        self.perceptual = (
-            PerceptualLoss(loss["perceptual_backbone"], loss["perceptual_weights"])
-            if loss["perceptual"] > 0
-            else None
-        )
-        self.automatic_optimization = False
-
-    def _freeze(self) -> list[nn.Module]:
-        """Fixes what must not train; returns the modules that must stay in eval mode (BN statistics)."""
-        m, g = self.config["model"], self.network.generator
-        frozen: list[nn.Module] = []
-        if m["freeze_autoencoder"]:
-            stem = g.model[1]
-            frozen += [layer for layer in g.encoder if not (m["train_first_conv"] and layer is stem)]
-            frozen += list(g.decoder)
-        elif not self.use_pixel:
-            frozen += list(g.decoder)  # nothing reaches the decoder without a pixel loss
-        if self.target_encoder is not None:
-            frozen.append(self.target_encoder)
-        for module in frozen:
+        if latent_discriminator is not None and target_encoder is None:
+            raise LatentpaintError("a latent discriminator judges E(gt): it needs a target encoder")
+        self.network, self.losses, self.optimiser = network, losses, optimiser
+        self.target_encoder = target_encoder
+        self.discriminator, self.latent_discriminator = discriminator, latent_discriminator
+        self.perceptual = perceptual
+        self.frozen = [*frozen, *([target_encoder] if target_encoder is not None else [])]
+        for module in self.frozen:
             module.requires_grad_(False).eval()
-        return frozen
+        self.automatic_optimization = False
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -141,21 +174,77 @@ class InpaintingSystem(L.LightningModule):
             module.eval()  # BatchNorm statistics of frozen parts never move
         return self
 
-    # -- one optimisation step ------------------------------------------------------------------------
-    def _optimizer_names(self) -> list[str]:
-        names = ["generator"]
-        if self.discriminator is not None:
-            names.append("discriminator")
-        if self.latent_discriminator is not None:
-            names.append("latent_discriminator")
-        return names
+    def discriminators(self) -> dict[str, nn.Module]:
+        """The discriminators this system has, by attribute name, in step order."""
+        return {name: getattr(self, name) for name in DISCRIMINATORS if getattr(self, name) is not None}
 
-    def _adversarial_terms(self, discriminator, fake, real, cfg_weight, fm_weight, prefix, logs):
+    # -- one optimisation step: the generator, then each discriminator ---------------------------------
+    def training_step(self, batch, batch_idx):
+        image, mask = batch["image"], batch["mask"]
+        opts = self.optimizers()
+        opt = dict(zip(["generator", *self.discriminators()], opts if isinstance(opts, list) else [opts]))
+        logs: dict[str, torch.Tensor] = {}
+        total, judged = self.generator_loss(image, mask, logs)
+        manual_step(self, opt["generator"], total)
+        self.lr_schedulers().step()
+        for name, (fake, real) in judged.items():
+            d_loss = self.discriminator_step(getattr(self, name), opt[name], fake, real, mask)
+            logs[f"{DISCRIMINATORS[name]}adv_d"] = d_loss
+
+        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)
+        self.log("train/loss", total.detach(), prog_bar=True)
+        return {"loss": total.detach()}
+
+    def generator_loss(self, image, mask, logs: dict) -> tuple[torch.Tensor, dict]:
+        """The generator's total loss (its terms go into `logs`) and, per discriminator to train next,
+        the (fake, real) pair it judges."""
+        z = self.network.refine(self.network.encode(image, mask))
+        total = image.new_zeros(())
+        judged: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        if self.target_encoder is not None:
+            total = total + self.latent_terms(z, image, logs, judged)
+        if self.losses.use_pixel:  # only pixel-side losses ever run the decoder
+            total = total + self.pixel_terms(z, image, mask, logs, judged)
+        return total, {name: judged[name] for name in DISCRIMINATORS if name in judged}
+
+    def latent_terms(self, z, image, logs: dict, judged: dict) -> torch.Tensor:
+        """L1 to the stage-1 features of the whole image, plus the latent GAN terms."""
+        w = self.losses
+        with torch.no_grad():
+            target = features_to_tensor(self.target_encoder(image))
+        logs["latent_l1"] = latent_l1(z, target)
+        total = w.latent_weight * logs["latent_l1"]
+        if self.latent_discriminator is not None:
+            z_flat = features_to_tensor(z)
+            total = total + self.adversarial_terms(
+                self.latent_discriminator, z_flat, target,
+                w.latent_adversarial, w.latent_feature_matching, "latent_", logs,
+            )  # fmt: skip
+            judged["latent_discriminator"] = (z_flat, target)
+        return total
+
+    def pixel_terms(self, z, image, mask, logs: dict, judged: dict) -> torch.Tensor:
+        """Masked L1 of the decoded prediction, plus the perceptual and pixel GAN terms."""
+        w = self.losses
+        pred = self.network.decode(z)
+        logs["l1"] = masked_l1(pred, image, mask, w.l1_known, w.l1_missing)
+        total = logs["l1"]
+        if self.perceptual is not None:
+            logs["perceptual"] = self.perceptual(pred, image)
+            total = total + w.perceptual * logs["perceptual"]
+        if self.discriminator is not None:
+            total = total + self.adversarial_terms(
+                self.discriminator, pred, image, w.adversarial, w.feature_matching, "", logs
+            )
+            judged["discriminator"] = (pred, image)
+        return total
+
+    def adversarial_terms(self, discriminator, fake, real, weight, fm_weight, prefix, logs) -> torch.Tensor:
         """Generator-side GAN (+ feature matching) terms of one discriminator, with D frozen meanwhile."""
         discriminator.requires_grad_(False)
         fake_logits, fake_features = discriminator(fake)
         logs[f"{prefix}adv_g"] = generator_loss(fake_logits)
-        total = cfg_weight * logs[f"{prefix}adv_g"]
+        total = weight * logs[f"{prefix}adv_g"]
         if fm_weight > 0:
             with torch.no_grad():
                 _, real_features = discriminator(real)
@@ -164,64 +253,15 @@ class InpaintingSystem(L.LightningModule):
         discriminator.requires_grad_(True)
         return total
 
-    def _discriminator_loss(self, discriminator, fake, real, mask) -> torch.Tensor:
-        cfg = self.config["loss"]
-        real = real.detach().requires_grad_(cfg["gp_coef"] > 0)
+    def discriminator_step(self, discriminator, optimizer, fake, real, mask) -> torch.Tensor:
+        """One step of `discriminator` (non-saturating + R1 on the real input); returns its loss."""
+        w = self.losses
+        real = real.detach().requires_grad_(w.gp_coef > 0)
         real_logits, _ = discriminator(real)
         fake_logits, _ = discriminator(fake.detach())
-        return discriminator_loss(
-            real_logits, fake_logits, real, mask, cfg["gp_coef"], cfg["mask_as_fake_target"]
-        )
-
-    def training_step(self, batch, batch_idx):
-        image, mask = batch["image"], batch["mask"]
-        cfg = self.config["loss"]
-        opts = self.optimizers()
-        opt = dict(zip(self._optimizer_names(), opts if isinstance(opts, list) else [opts]))
-
-        z = self.network.refine(self.network.encode(image, mask))
-        logs: dict[str, torch.Tensor] = {}
-        total = image.new_zeros(())
-        z_flat = target = None
-        if self.use_latent:
-            with torch.no_grad():
-                target = features_to_tensor(self.target_encoder(image))
-            logs["latent_l1"] = latent_l1(z, target)
-            total = total + cfg["latent_weight"] * logs["latent_l1"]
-            if self.latent_discriminator is not None:
-                z_flat = features_to_tensor(z)
-                total = total + self._adversarial_terms(
-                    self.latent_discriminator, z_flat, target,
-                    cfg["latent_adversarial"], cfg["latent_feature_matching"], "latent_", logs,
-                )  # fmt: skip
-        pred = None
-        if self.use_pixel:  # only pixel-side losses ever run the decoder
-            pred = self.network.decode(z)
-            logs["l1"] = masked_l1(pred, image, mask, cfg["l1_known"], cfg["l1_missing"])
-            total = total + logs["l1"]
-            if self.perceptual is not None:
-                logs["perceptual"] = self.perceptual(pred, image)
-                total = total + cfg["perceptual"] * logs["perceptual"]
-            if self.discriminator is not None:
-                total = total + self._adversarial_terms(
-                    self.discriminator, pred, image, cfg["adversarial"], cfg["feature_matching"], "", logs
-                )
-
-        manual_step(self, opt["generator"], total)
-        self.lr_schedulers().step()
-
-        if self.discriminator is not None and pred is not None:
-            d_loss = self._discriminator_loss(self.discriminator, pred, image, mask)
-            manual_step(self, opt["discriminator"], d_loss, raw=True)
-            logs["adv_d"] = d_loss.detach()
-        if self.latent_discriminator is not None and z_flat is not None:
-            d_loss = self._discriminator_loss(self.latent_discriminator, z_flat, target, mask)
-            manual_step(self, opt["latent_discriminator"], d_loss, raw=True)
-            logs["latent_adv_d"] = d_loss.detach()
-
-        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)
-        self.log("train/loss", total.detach(), prog_bar=True)
-        return {"loss": total.detach()}
+        loss = discriminator_loss(real_logits, fake_logits, real, mask, w.gp_coef, w.mask_as_fake_target)
+        manual_step(self, optimizer, loss, raw=True)
+        return loss.detach()
 
     def validation_step(self, batch, batch_idx):
         """One validation pair inpainted; training/validation.py's callback scores it (data.val)."""
@@ -230,14 +270,12 @@ class InpaintingSystem(L.LightningModule):
         return predict(self.network, batch["image"], batch["mask"])
 
     def configure_optimizers(self):
-        o, steps = self.config["optim"], self.config["trainer"]["max_steps"]
         params = [p for p in self.network.parameters() if p.requires_grad]
-        opt_g, schedule = adam_with_schedule(params, o["lr"], o, steps)
-        optimizers = [opt_g]
-        for disc in (self.discriminator, self.latent_discriminator):
-            if disc is not None:  # discriminators keep a constant rate (LaMa)
-                optimizers.append(torch.optim.Adam(disc.parameters(), lr=o["lr_d"], betas=tuple(o["betas"])))
-        return optimizers, [{"scheduler": schedule, "interval": "step"}]
+        opt_g, schedule = adam_with_schedule(params, self.optimiser)
+        discriminators = [
+            discriminator_adam(d.parameters(), self.optimiser) for d in self.discriminators().values()
+        ]
+        return [opt_g, *discriminators], [{"scheduler": schedule, "interval": "step"}]
 
 
 def load_autoencoder_state(path: str) -> dict:
@@ -250,4 +288,4 @@ def load_autoencoder_state(path: str) -> dict:
     return strip_prefix(state, "generator.")
 
 
-__all__ = ["InpaintingSystem", "init_from_autoencoder", "load_autoencoder_state"]
+__all__ = ["InpaintingSystem", "build_inpainting_system", "init_from_autoencoder", "load_autoencoder_state"]

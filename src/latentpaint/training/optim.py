@@ -8,10 +8,15 @@ length, so a resumed run continues on the same curve.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from latentpaint.errors import LatentpaintError
+
+if TYPE_CHECKING:
+    from latentpaint.training.settings import RunConfig
 
 SCHEDULES = ("constant", "cosine")
 
@@ -27,30 +32,62 @@ def schedule_factor(step: int, schedule: str, warmup_steps: int, max_steps: int)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+@dataclass(frozen=True)
+class OptimiserSettings:
+    """What both stages' optimisers need: Adam's rates and betas, the generator's schedule (its length is
+    `max_steps`, so a resumed run continues on the same curve) and gradient-norm clipping."""
+
+    lr: float
+    lr_d: float = 1.0e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    max_steps: int = 1000
+    gradient_clip_val: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> OptimiserSettings:
+        o = cfg.optim
+        return cls(
+            o.lr,
+            o.lr_d,
+            o.betas,
+            o.schedule,
+            o.warmup_steps,
+            cfg.trainer.max_steps,
+            cfg.trainer.gradient_clip_val,
+        )
+
+
 def manual_step(system, optimizer, loss: torch.Tensor, raw: bool = False) -> None:
     """One manual optimisation step of a Lightning `system`: zero_grad, backward, clipping of the gradient
-    norm at `trainer.gradient_clip_val` (when set), step.
+    norm at the system's `optimiser.gradient_clip_val` (when set), step.
 
     With `raw`, the wrapped torch optimizer steps: Lightning counts every LightningOptimizer.step in
     global_step, and discriminators must not, so that max_steps means generator iterations for every preset.
     """
     optimizer.zero_grad(set_to_none=True)
     system.manual_backward(loss)
-    clip = system.config["trainer"]["gradient_clip_val"]
+    clip = system.optimiser.gradient_clip_val
     if clip:
         system.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
     (optimizer.optimizer if raw else optimizer).step()
 
 
 def adam_with_schedule(
-    params, lr: float, optim: dict, max_steps: int
+    params, settings: OptimiserSettings
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam on `params` and its per-step schedule from the `optim` config section."""
-    schedule, warmup = optim.get("schedule", "constant"), int(optim.get("warmup_steps", 0))
-    if schedule not in SCHEDULES:
-        raise LatentpaintError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-    optimizer = torch.optim.Adam(params, lr=lr, betas=tuple(optim.get("betas", (0.9, 0.999))))
+    """The generator's Adam on `params` and its per-step schedule."""
+    s = settings
+    if s.schedule not in SCHEDULES:
+        raise LatentpaintError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, not {s.schedule!r}")
+    optimizer = torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: schedule_factor(step, schedule, warmup, max_steps)
+        optimizer, lambda step: schedule_factor(step, s.schedule, s.warmup_steps, s.max_steps)
     )
     return optimizer, scheduler
+
+
+def discriminator_adam(params, settings: OptimiserSettings) -> torch.optim.Optimizer:
+    """A discriminator's Adam: a constant rate, as in LaMa."""
+    return torch.optim.Adam(params, lr=settings.lr_d, betas=tuple(settings.betas))

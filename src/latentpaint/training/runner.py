@@ -13,10 +13,11 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, TQD
 
 from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
-from latentpaint.training.autoencoder import AutoencoderSystem
+from latentpaint.training.autoencoder import build_autoencoder_system
 from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, ResumableCSVLogger, StepTimer
 from latentpaint.training.config import save_config, validate_config
-from latentpaint.training.inpainting import InpaintingSystem, load_autoencoder_state
+from latentpaint.training.inpainting import build_inpainting_system, load_autoencoder_state
+from latentpaint.training.settings import OptimConfig, RunConfig
 from latentpaint.training.validation import validation
 
 CHECKPOINT_DIR = "checkpoints"
@@ -43,18 +44,18 @@ def loggers(out_dir: Path, tensorboard: bool) -> list:
 
 
 def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
+    """The Lightning system of the config's stage; with `restoring`, the weights come from a checkpoint."""
     if config["stage"] == "autoencoder":
-        return AutoencoderSystem(config)
+        return build_autoencoder_system(config)
     autoencoder = config.get("autoencoder")
     state = load_autoencoder_state(autoencoder) if autoencoder and not restoring else None
-    return InpaintingSystem(config, state, restoring=restoring)
+    return build_inpainting_system(config, state, restoring=restoring)
 
 
-def weight_averaging(optim: dict) -> list:
+def weight_averaging(optim: OptimConfig) -> list:
     """Lightning's EMA callback when `optim.ema_decay` > 0: checkpoints then hold the averaged weights
     (what inference loads) and keep the raw ones for resuming."""
-    decay = float(optim.get("ema_decay") or 0.0)  # [0, 1), checked by validate_config
-    return [EMAWeightAveraging(decay=decay)] if decay > 0 else []
+    return [EMAWeightAveraging(decay=optim.ema_decay)] if optim.ema_decay > 0 else []
 
 
 def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
@@ -76,6 +77,35 @@ def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -
 
 
 def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
+    _quiet_lightning()
+    cfg = RunConfig.from_dict(config)
+    if cfg.loss.adversarial > 0 and str(cfg.trainer.precision).startswith("16"):
+        raise LatentpaintError(
+            "GAN presets train in 32-true or bf16-mixed precision, not fp16 (no loss scaler for D)"
+        )
+    out_dir = Path(out_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_path = None
+    if resume is not None:
+        ckpt_path = Path(resume)
+        if not ckpt_path.is_file():
+            raise LatentpaintError(f"nothing to resume: {ckpt_path} does not exist")
+    system = build_system(config, restoring=ckpt_path is not None)
+    trainer = build_trainer(cfg, out_dir)
+    if trainer.is_global_zero:
+        save_config(config, out_dir / "config.yaml")
+        if getattr(system, "perceptual", None) is not None:  # which network the run's log and report mean
+            print(f"perceptual loss: {system.perceptual.description}", file=sys.stderr)
+        # a SIGKILL during a checkpoint write leaves its temp file behind (never a broken .ckpt)
+        for stale in (out_dir / CHECKPOINT_DIR).glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    trainer.fit(system, datamodule=build_datamodule(cfg), ckpt_path=ckpt_path)
+    final = last_checkpoint(out_dir)
+    trainer.save_checkpoint(final, weights_only=False)
+    return final
+
+
+def _quiet_lightning() -> None:
     # Lightning's start-up banner (accelerator lines, cloud tips) buries our own output
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # frozen encoder/decoder are in eval mode on purpose (their BatchNorm statistics must not move)
@@ -83,30 +113,24 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # the post-step state it warns about is exactly what resuming needs
     warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
-    out_dir = Path(out_dir)
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    ckpt_path = None
-    if resume is not None:
-        ckpt_path = Path(resume)
-        if not ckpt_path.is_file():
-            raise LatentpaintError(f"nothing to resume: {ckpt_path} does not exist")
-    system = build_system(config, restoring=ckpt_path is not None)
-    if config["loss"]["adversarial"] > 0 and str(config["trainer"]["precision"]).startswith("16"):
-        raise LatentpaintError(
-            "GAN presets train in 32-true or bf16-mixed precision, not fp16 (no loss scaler for D)"
-        )
-    d, t = config["data"], config["trainer"]
-    data = InpaintingDataModule(
-        train=d["train"], size=d["size"], batch_size=d["batch_size"], num_workers=d["num_workers"],
-        mask_preset=d["mask_preset"], seed=config["seed"], max_steps=t["max_steps"],
-        max_short_side=d["max_short_side"], augmentation=d.get("augmentation", "none"), val=d.get("val"),
+
+
+def build_datamodule(cfg: RunConfig) -> InpaintingDataModule:
+    d = cfg.data
+    return InpaintingDataModule(
+        train=d.train, size=d.size, batch_size=d.batch_size, num_workers=d.num_workers,
+        mask_preset=d.mask_preset, seed=cfg.seed, max_steps=cfg.trainer.max_steps,
+        max_short_side=d.max_short_side, augmentation=d.augmentation, val=d.val,
     )  # fmt: skip
-    timer = StepTimer(out_dir, d["batch_size"])
-    checkpoints = ModelCheckpoint(
+
+
+def checkpointing(out_dir: Path, every_n_steps: int) -> ModelCheckpoint:
+    """The newest step checkpoint plus `last.ckpt`, every `every_n_steps` steps."""
+    return ModelCheckpoint(
         dirpath=out_dir / CHECKPOINT_DIR,
         filename="step{step:06d}",
         auto_insert_metric_name=False,
-        every_n_train_steps=t["checkpoint_every_n_steps"],
+        every_n_train_steps=every_n_steps,
         save_top_k=1,
         monitor="step",
         mode="max",
@@ -115,38 +139,38 @@ def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
         # another path) writes last-v1.ckpt and `--resume` would pick up the stale last.ckpt
         enable_version_counter=False,
     )
-    val_callbacks, val_settings = validation(config, out_dir / CHECKPOINT_DIR)
-    trainer = _trainer(
+
+
+def build_trainer(cfg: RunConfig, out_dir: Path) -> L.Trainer:
+    """The Lightning Trainer of a run: hardware, logging, checkpoints (with data.val also the top-k best by
+    validation, training/validation.py), timing, the loss guard and EMA."""
+    t = cfg.trainer
+    val_callbacks, val_settings = validation(cfg, out_dir / CHECKPOINT_DIR)
+    return _trainer(
         default_root_dir=out_dir,
-        max_steps=t["max_steps"],
-        accelerator=t["accelerator"],
-        devices=t["devices"],
-        num_nodes=t["num_nodes"],
-        strategy=t["strategy"],
-        precision=t["precision"],
-        logger=loggers(out_dir, t["tensorboard"]),
-        callbacks=[checkpoints, *val_callbacks, timer, FiniteLossGuard()]
-        + ([TQDMProgressBar()] if t["progress_bar"] else [])
-        + weight_averaging(config["optim"]),
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        logger=loggers(out_dir, t.tensorboard),
+        callbacks=[
+            checkpointing(out_dir, t.checkpoint_every_n_steps),
+            *val_callbacks,
+            StepTimer(out_dir, cfg.data.batch_size),
+        ]
+        + [FiniteLossGuard()]
+        + ([TQDMProgressBar()] if t.progress_bar else [])
+        + weight_averaging(cfg.optim),
         plugins=[AtomicCheckpointIO()],
-        log_every_n_steps=t["log_every_n_steps"],
-        enable_progress_bar=t["progress_bar"],
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,  # our sampler is already rank-aware and resumable
         num_sanity_val_steps=0,
         **val_settings,  # off unless data.val is set (training/validation.py)
     )
-    if trainer.is_global_zero:
-        save_config(config, out_dir / "config.yaml")
-        if getattr(system, "perceptual", None) is not None:  # which network the run's log and report mean
-            print(f"perceptual loss: {system.perceptual.description}", file=sys.stderr)
-        # a SIGKILL during a checkpoint write leaves its temp file behind (never a broken .ckpt)
-        for stale in (out_dir / CHECKPOINT_DIR).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-    trainer.fit(system, datamodule=data, ckpt_path=ckpt_path)
-    final = last_checkpoint(out_dir)
-    trainer.save_checkpoint(final, weights_only=False)
-    return final
 
 
 def _trainer(**kwargs) -> L.Trainer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -18,6 +19,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from latentpaint.errors import LatentpaintError
+
+if TYPE_CHECKING:
+    from latentpaint.training.settings import RunConfig
 
 VAL_METRIC = "val_ssim_fid100_f1_total_mean"  # LaMa's monitor name
 BEST_FILENAME = "best-step{step:06d}"
@@ -78,32 +82,36 @@ def metric_suite_factory(fid_feature: str) -> SuiteFactory:
 
 
 def validation(
-    config: dict, checkpoint_dir: Path, make_suite: SuiteFactory | None = None
+    config: RunConfig | dict, checkpoint_dir: Path, make_suite: SuiteFactory | None = None
 ) -> tuple[list[Callback], dict]:
-    """(callbacks, Trainer arguments) for `config`'s validation; none and validation off without data.val."""
-    folder, t = config["data"].get("val"), config["trainer"]
+    """(callbacks, Trainer arguments) for a run's validation (its typed `RunConfig` or its config dict);
+    none and validation off without data.val."""
+    from latentpaint.training.settings import RunConfig
+
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    folder, t = cfg.data.val, cfg.trainer
     if not folder:
         return [], {"limit_val_batches": 0}
-    if config["stage"] != "inpainting":
+    if cfg.stage != "inpainting":
         raise LatentpaintError(
             "data.val (--val-data) scores inpainting; stage-1 autoencoder runs have no validation"
         )
     validation_loader(folder)  # Lightning asks for the loader at the first validation: check the folder now
-    interval = t.get("val_check_interval") or t["checkpoint_every_n_steps"]
-    score = ValidationScore(make_suite or metric_suite_factory(t.get("val_fid_feature", "fid-helper")))
+    interval = t.val_check_interval or t.checkpoint_every_n_steps
+    score = ValidationScore(make_suite or metric_suite_factory(t.val_fid_feature))
     best = ModelCheckpoint(
         dirpath=checkpoint_dir,
         filename=BEST_FILENAME,
         auto_insert_metric_name=False,
         monitor=VAL_METRIC,
         mode="max",
-        save_top_k=t.get("save_top_k", 5),
+        save_top_k=t.save_top_k,
         enable_version_counter=False,
     )
     # validation counts training batches over the whole run (check_val_every_n_epoch=None): one "epoch"
     # here is the run, so an interval longer than the run is allowed and simply never fires
     return [score, best], {
-        "val_check_interval": min(interval, t["max_steps"]),
+        "val_check_interval": min(interval, t.max_steps),
         "check_val_every_n_epoch": None,
     }
 
