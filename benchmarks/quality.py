@@ -102,11 +102,10 @@ def autoencoder_psnr(checkpoint: Path, images: np.ndarray) -> float:
     """Stage 1's held-out reconstruction PSNR: mean over crops of PSNR(D(E(x)), x)."""
     from latentpaint.evaluation.metrics import psnr
     from latentpaint.inference.checkpoints import read_training_checkpoint, strip_prefix
-    from latentpaint.models.registry import create_generator
+    from latentpaint.models.spec import ModelSpec
 
     config, state = read_training_checkpoint(checkpoint)
-    m = config["model"]
-    generator = create_generator(m["arch"], **{**m["overrides"], "input_nc": 3})
+    generator = ModelSpec.from_dict(config["model"], checkpoint).autoencoder_generator()
     generator.load_state_dict(strip_prefix(state, "generator."))
     generator.eval()
     values = []

@@ -44,7 +44,7 @@ def prepare_datasets(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[dict, dict[str, dict]]:
     """(stage-1 config, {preset: stage-2 config}) with the experiment's settings, before any training."""
-    from latentpaint.training.config import apply_overrides, load_preset
+    from latentpaint.training.config import apply_hardware, apply_overrides, load_preset
 
     common = [
         f"data.train={train_dir}", f"data.size={args.size}", f"data.batch_size={args.batch_size}",
@@ -56,11 +56,7 @@ def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[dict, dict
         every = max(1, min(10, steps // 20))
         sets = [*common, f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={every}", *args.set]
         config = apply_overrides(load_preset(preset), sets)
-        if args.accelerator is not None:
-            config["trainer"]["accelerator"] = args.accelerator
-        if args.devices is not None:
-            config["trainer"]["devices"] = int(args.devices) if args.devices.isdigit() else args.devices
-        return config
+        return apply_hardware(config, accelerator=args.accelerator, devices=args.devices)
 
     stage2 = {preset: config_for(preset, args.steps) for preset in TABLES[args.table]}
     for config in stage2.values():

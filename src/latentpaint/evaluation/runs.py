@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,21 +32,15 @@ def timing(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _flatten(config: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
-    for key, value in config.items():
-        if isinstance(value, dict) and key != "overrides":
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def config_differences(before: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """'key: old -> new' for every setting that differs, leaving out `ignore` and the hardware keys."""
-    old = dict(_flatten(before))
+    from latentpaint.training.config import flatten
+
+    old = dict(flatten(before))
     skip = set(HARDWARE_KEYS) | set(ignore)
     return [
         f"{key}: {old.get(key)!r} -> {value!r}"
-        for key, value in _flatten(now)
+        for key, value in flatten(now)
         if key not in skip and old.get(key) != value
     ]
 
