@@ -515,19 +515,18 @@ def test_masks_empty_folder(tmp_path, capsys):
 
 
 # -- train ----------------------------------------------------------------------------------------------
-def train(capsys, data: Path, out: Path) -> Result:
+def train(capsys, data: Path, out: Path, tiny) -> Result:
     return run(
         capsys, "train", "autoencoder", "--config", "autoencoder", "--data", data, "--out", out, "--set",
-        "data.size=32", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=1",
-        "trainer.progress_bar=false", "trainer.accelerator=cpu",
+        *tiny.sets("trainer.max_steps=1", size=32),
     )  # fmt: skip
 
 
-def test_train_skips_broken_images_with_a_count(tmp_path, capsys):
+def test_train_skips_broken_images_with_a_count(tmp_path, capsys, tiny):
     data, out = tmp_path / "data", tmp_path / "run"
     for name in CORPUS:
         corpus_file(data, name)
-    result = train(capsys, data, out)
+    result = train(capsys, data, out, tiny)
     assert result.code == 0, result.err
     skipped = [w for w in result.warnings if w.startswith("skipped")]
     assert len(skipped) == 1 and f"skipped {len(BROKEN)} unreadable of {len(CORPUS)} images" in skipped[0]
@@ -535,11 +534,11 @@ def test_train_skips_broken_images_with_a_count(tmp_path, capsys):
     assert_no_partial_output(out)
 
 
-def test_train_with_only_broken_images_fails(tmp_path, capsys):
+def test_train_with_only_broken_images_fails(tmp_path, capsys, tiny):
     data, out = tmp_path / "data", tmp_path / "run"
     for name in BROKEN:
         corpus_file(data, name)
-    result = train(capsys, data, out)
+    result = train(capsys, data, out, tiny)
     assert_one_line(result, 2, data)
     assert "none of the" in result.err[0]
     assert not (out / "checkpoints").exists()
@@ -547,12 +546,12 @@ def test_train_with_only_broken_images_fails(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("folder", ["empty", "no-images"])
-def test_train_empty_folder(folder, tmp_path, capsys):
+def test_train_empty_folder(folder, tmp_path, capsys, tiny):
     data = tmp_path / folder
     data.mkdir()
     if folder == "no-images":
         write(data / "readme.txt", b"text\n")
-    assert_one_line(train(capsys, data, tmp_path / "run"), 2, data)
+    assert_one_line(train(capsys, data, tmp_path / "run", tiny), 2, data)
 
 
 # -- REST API -------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from latentpaint.data.images import save_image
 from latentpaint.evaluation.tables import PRESETS, TABLES
 from latentpaint.inference.checkpoints import load_torch_file
 from latentpaint.training import runner
-from latentpaint.training.config import apply_overrides, load_preset
+from latentpaint.training.config import apply_overrides
 
 TABLE_5_1 = ("pixel-alpha", "pixel-control", "latent-alpha", "latent-control")
 FAST = [
@@ -142,13 +142,8 @@ def test_table_5_1_end_to_end_then_skips_finished_runs_and_resumes_a_killed_one(
 
 
 @pytest.mark.slow
-def test_two_seeds_on_builtin_photos_with_a_given_autoencoder(tmp_path):
-    ae_config = apply_overrides(
-        load_preset("autoencoder"),
-        ["data.size=32", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=2",
-         "trainer.progress_bar=false", "trainer.accelerator=cpu"],
-    )  # fmt: skip
-    autoencoder = runner.train(ae_config, tmp_path / "ae")
+def test_two_seeds_on_builtin_photos_with_a_given_autoencoder(tmp_path, tiny):
+    autoencoder = runner.train(tiny.config("autoencoder", "trainer.max_steps=2", size=32), tmp_path / "ae")
     out = tmp_path / "exp"
     argv = [
         "experiment",

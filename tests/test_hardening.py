@@ -397,21 +397,19 @@ def test_config_whose_base_chain_loops(loop, tmp_path, capsys):
     assert_one_error(result, "base")
 
 
-def test_failed_train_leaves_no_config_or_logs_in_a_new_out(tmp_path, capsys):
+def test_failed_train_leaves_no_config_or_logs_in_a_new_out(tmp_path, capsys, tiny):
     data, out = tmp_path / "data", tmp_path / "run"
     write(data / "broken.png", b"not an image")
-    result = run(capsys, "train", "autoencoder", "--data", data, "--out", out, "--set", "data.size=32",
-                 "data.num_workers=0", "trainer.accelerator=cpu", "trainer.progress_bar=false")  # fmt: skip
+    result = run(capsys, "train", "autoencoder", "--data", data, "--out", out, "--set", *tiny.sets(size=32))
     assert_one_error(result, str(data))
     assert not out.exists()
 
 
-def test_failed_train_keeps_an_existing_out(tmp_path, capsys):
+def test_failed_train_keeps_an_existing_out(tmp_path, capsys, tiny):
     data, out = tmp_path / "data", tmp_path / "run"
     write(data / "broken.png", b"not an image")
     write(out / "notes.txt", b"mine")
-    run(capsys, "train", "autoencoder", "--data", data, "--out", out, "--set", "data.size=32",
-        "data.num_workers=0", "trainer.accelerator=cpu", "trainer.progress_bar=false")  # fmt: skip
+    run(capsys, "train", "autoencoder", "--data", data, "--out", out, "--set", *tiny.sets(size=32))
     assert (out / "notes.txt").read_bytes() == b"mine"
 
 

@@ -88,15 +88,10 @@ def test_safetensors_release_round_trip_is_bit_exact(tmp_path, mask_mode, delta)
 
 
 @pytest.fixture(scope="module")
-def training_checkpoint(tmp_path_factory):
-    from latentpaint.training.config import apply_overrides, load_preset
+def training_checkpoint(tmp_path_factory, tiny):
     from latentpaint.training.runner import train
 
-    fast = ["data.size=64", "data.batch_size=2", "data.num_workers=0", "trainer.progress_bar=false"]
-    config = apply_overrides(
-        load_preset("pixel-alpha"),
-        [*fast, "trainer.accelerator=cpu", "trainer.max_steps=1", "model.overrides={n_blocks: 2}"],
-    )
+    config = tiny.config("pixel-alpha", "trainer.max_steps=1", "model.overrides={n_blocks: 2}")
     return train(config, tmp_path_factory.mktemp("run"))
 
 

@@ -18,24 +18,12 @@ import pytest
 import torch
 
 from latentpaint.inference.checkpoints import load_torch_file
-from latentpaint.training.config import apply_overrides, load_preset
 from latentpaint.training.runner import train
 
 pytestmark = pytest.mark.slow
 
-FAST = [
-    "data.size=64",
-    "data.batch_size=2",
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
-    "trainer.accelerator=cpu",
-]
 STEPS, EVERY = 6, 2  # the kill comes after step 2: four steps are left for the resumed run
 START_TIMEOUT_S = 60  # imports + model build + two steps, on a busy two-core machine
-
-
-def config_for(preset: str, *sets: str) -> dict:
-    return apply_overrides(load_preset(preset), [*FAST, *sets])
 
 
 def child_env() -> dict[str, str]:
@@ -65,9 +53,9 @@ def max_difference(a: dict, b: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def autoencoder_ckpt(tmp_path_factory) -> str:
+def autoencoder_ckpt(tmp_path_factory, tiny) -> str:
     out = tmp_path_factory.mktemp("ae")
-    return str(train(config_for("autoencoder", "trainer.max_steps=2"), out))
+    return str(train(tiny.config("autoencoder", "trainer.max_steps=2"), out))
 
 
 @pytest.fixture
@@ -86,11 +74,11 @@ def saves(monkeypatch) -> list[tuple[str, int]]:
     return written
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(autoencoder_ckpt, tmp_path, saves):
+def test_sigkill_then_resume_equals_uninterrupted_run(autoencoder_ckpt, tmp_path, saves, tiny):
     sets = [f"trainer.max_steps={STEPS}", f"trainer.checkpoint_every_n_steps={EVERY}"]
 
     # the reference: one unbroken run, in this process, which also shows when checkpoints are written
-    straight = train(config_for("latent-control", *sets, f"autoencoder={autoencoder_ckpt}"), tmp_path / "a")
+    straight = train(tiny.config("latent-control", *sets, f"autoencoder={autoencoder_ckpt}"), tmp_path / "a")
     # every EVERY steps Lightning writes stepK.ckpt, then last.ckpt; the runner saves last.ckpt once more at
     # the end
     expected = [
@@ -104,7 +92,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(autoencoder_ckpt, tmp_path
     process = run_cli(
         tmp_path / "killed.log",
         "--config", "latent-control", "--autoencoder", autoencoder_ckpt, "--out", str(out),
-        "--set", *FAST, *sets,
+        "--set", *tiny.sets(*sets),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

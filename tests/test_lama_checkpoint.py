@@ -20,46 +20,20 @@ from latentpaint.inference.checkpoints import load_network
 from latentpaint.inference.lama import generator_overrides, load_lama_folder, read_lightning_checkpoint
 from latentpaint.models.generator import FFCResNetGenerator
 
-# big-lama's generator section (configs/training/big-lama.yaml), shrunk to ngf 8 and 2 blocks;
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _fixture_script():
+    """tests/fixtures/make_lama_fixtures.py as a module: LaMa's key layout, listed independently of ours."""
+    spec = importlib.util.spec_from_file_location("make_lama_fixtures", FIXTURES / "make_lama_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# big-lama's released config.yaml (the fixture script holds its text once), shrunk to ngf 8 and 2 blocks;
 # the interpolations are LaMa's own
-CONFIG_YAML = """\
-run_title: b18_ffc075_batch8x15
-training_model:
-  kind: default
-  visualize_each_iters: 1000
-  concat_mask: true
-  store_discr_outputs_for_vis: true
-losses:
-  l1:
-    weight_missing: 0
-    weight_known: 10
-  resnet_pl:
-    weight: 30
-    weights_path: ${env:TORCH_HOME}
-generator:
-  kind: ffc_resnet
-  input_nc: 4
-  output_nc: 3
-  ngf: 8
-  n_downsampling: 3
-  n_blocks: 2
-  add_out_act: sigmoid
-  init_conv_kwargs:
-    ratio_gin: 0
-    ratio_gout: 0
-    enable_lfu: false
-  downsample_conv_kwargs:
-    ratio_gin: ${generator.init_conv_kwargs.ratio_gout}
-    ratio_gout: ${generator.downsample_conv_kwargs.ratio_gin}
-    enable_lfu: false
-  resnet_conv_kwargs:
-    ratio_gin: 0.75
-    ratio_gout: ${generator.resnet_conv_kwargs.ratio_gin}
-    enable_lfu: false
-discriminator:
-  kind: pix2pixhd_nlayer
-  input_nc: 3
-"""
+CONFIG_YAML = _fixture_script().big_lama_config(ngf=8, n_blocks=2)
 
 
 def _fake_class(module: str, name: str) -> type:
@@ -276,17 +250,6 @@ def test_torchscript_file_is_refused_clearly(tmp_path):
 
 
 # -- release folders as LaMa's own environment pickles them (tests/fixtures/make_lama_fixtures.py) --------
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _fixture_script():
-    """tests/fixtures/make_lama_fixtures.py as a module: LaMa's key layout, listed independently of ours."""
-    spec = importlib.util.spec_from_file_location("make_lama_fixtures", FIXTURES / "make_lama_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _generator_weights(path: Path) -> dict[str, torch.Tensor]:
     ckpt, _ = read_lightning_checkpoint(path)
     state = ckpt.get("state_dict", ckpt)

@@ -16,18 +16,8 @@ from latentpaint.models.network import InpaintingNetwork
 from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
 from latentpaint.training import inpainting
-from latentpaint.training.config import apply_overrides, load_preset
 from latentpaint.training.optim import schedule_factor
 from latentpaint.training.runner import train
-
-FAST = [
-    "trainer.log_every_n_steps=1",
-    "data.size=32",
-    "data.batch_size=2",
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
-    "trainer.accelerator=cpu",
-]
 
 
 # -- pyramid prefill ----------------------------------------------------------------------------------
@@ -163,18 +153,16 @@ def test_schedule_warms_up_linearly_and_cosine_ends_at_zero():
 
 # -- training: EMA, clipping, latent adversarial -------------------------------------------------------
 @pytest.fixture(scope="module")
-def recipe_autoencoder(tmp_path_factory):
+def recipe_autoencoder(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("recipe-ae")
-    return str(train(apply_overrides(load_preset("recipe-autoencoder"), [*FAST, "trainer.max_steps=2"]), out))
+    return str(train(tiny.config("recipe-autoencoder", "trainer.max_steps=2", size=32), out))
 
 
-def test_recipe_trains_and_its_checkpoint_holds_the_ema_weights(recipe_autoencoder, tmp_path):
+def test_recipe_trains_and_its_checkpoint_holds_the_ema_weights(recipe_autoencoder, tmp_path, tiny):
     finals = {}
     for decay in (0.0, 0.5):
-        cfg = apply_overrides(
-            load_preset("recipe"),
-            [*FAST, "trainer.max_steps=3", f"autoencoder={recipe_autoencoder}", f"optim.ema_decay={decay}"],
-        )
+        sets = ["trainer.max_steps=3", f"autoencoder={recipe_autoencoder}", f"optim.ema_decay={decay}"]
+        cfg = tiny.config("recipe", *sets, size=32)
         finals[decay] = load_torch_file(train(cfg, tmp_path / str(decay)))["state_dict"]
     key = "network.generator.model.5.conv1.ffc.convl2l.weight"
     assert not torch.equal(
@@ -185,16 +173,9 @@ def test_recipe_trains_and_its_checkpoint_holds_the_ema_weights(recipe_autoencod
     assert network.prefill == "pyramid"
 
 
-def test_gradient_clipping_bounds_the_generator_gradient(recipe_autoencoder, tmp_path, monkeypatch):
-    cfg = apply_overrides(
-        load_preset("recipe"),
-        [
-            *FAST,
-            "trainer.max_steps=1",
-            f"autoencoder={recipe_autoencoder}",
-            "trainer.gradient_clip_val=0.001",
-        ],
-    )
+def test_gradient_clipping_bounds_the_generator_gradient(recipe_autoencoder, tmp_path, monkeypatch, tiny):
+    sets = ["trainer.max_steps=1", f"autoencoder={recipe_autoencoder}", "trainer.gradient_clip_val=0.001"]
+    cfg = tiny.config("recipe", *sets, size=32)
     captured = {}
     original = inpainting.manual_step
 
@@ -209,20 +190,13 @@ def test_gradient_clipping_bounds_the_generator_gradient(recipe_autoencoder, tmp
     assert captured["norm"] <= 0.001 * 1.01
 
 
-def test_latent_adversarial_trains_without_decoding(recipe_autoencoder, tmp_path, monkeypatch):
+def test_latent_adversarial_trains_without_decoding(recipe_autoencoder, tmp_path, monkeypatch, tiny):
     def no_decoding(self, z):
         raise AssertionError("latent-adversarial must not decode")
 
     monkeypatch.setattr(InpaintingNetwork, "decode", no_decoding)
-    cfg = apply_overrides(
-        load_preset("latent-adversarial"),
-        [
-            *FAST,
-            "trainer.max_steps=2",
-            f"autoencoder={recipe_autoencoder}",
-            "model.overrides={upsample: resize}",
-        ],
-    )
+    sets = ["trainer.max_steps=2", f"autoencoder={recipe_autoencoder}", "model.overrides={upsample: resize}"]
+    cfg = tiny.config("latent-adversarial", *sets, size=32)
     final = train(cfg, tmp_path)
     state = load_torch_file(final)["state_dict"]
     assert any(k.startswith("latent_discriminator.") for k in state)

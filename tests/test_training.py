@@ -16,14 +16,7 @@ from latentpaint.training.inpainting import InpaintingSystem, build_inpainting_s
 from latentpaint.training.runner import train
 from latentpaint.viz.figures import read_metric
 
-FAST = [
-    "trainer.log_every_n_steps=1",
-    "data.size=64",
-    "data.batch_size=2",
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
-    "trainer.accelerator=cpu",
-]
+LOG_EVERY_STEP = "trainer.log_every_n_steps=1"
 # stage-2 presets that start from the plain `autoencoder` preset (the recipe's own pair: test_recipe.py)
 STAGE2 = [
     p
@@ -32,14 +25,10 @@ STAGE2 = [
 ]
 
 
-def config_for(preset: str, *sets: str) -> dict:
-    return apply_overrides(load_preset(preset), [*FAST, *sets])
-
-
 @pytest.fixture(scope="module")
-def autoencoder_ckpt(tmp_path_factory):
+def autoencoder_ckpt(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("ae")
-    return str(train(config_for("autoencoder", "trainer.max_steps=2"), out))
+    return str(train(tiny.config("autoencoder", "trainer.max_steps=2"), out))
 
 
 def test_presets_cover_the_thesis_rows():
@@ -67,8 +56,8 @@ def test_autoencoder_checkpoint_holds_generator_and_config(autoencoder_ckpt):
 
 
 @pytest.mark.parametrize("preset", STAGE2)
-def test_every_preset_trains_two_steps(preset, autoencoder_ckpt, tmp_path):
-    cfg = config_for(
+def test_every_preset_trains_two_steps(preset, autoencoder_ckpt, tmp_path, tiny):
+    cfg = tiny.config(
         preset, "trainer.max_steps=2", f"autoencoder={autoencoder_ckpt}", "loss.perceptual_weights=random"
     )
     final = train(cfg, tmp_path)
@@ -87,8 +76,8 @@ def frozen_state(system: InpaintingSystem) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("preset", ["latent-control", "pixel-control"])
-def test_frozen_autoencoder_is_bit_identical_after_training(preset, autoencoder_ckpt, tmp_path):
-    cfg = config_for(preset, "trainer.max_steps=3", f"autoencoder={autoencoder_ckpt}")
+def test_frozen_autoencoder_is_bit_identical_after_training(preset, autoencoder_ckpt, tmp_path, tiny):
+    cfg = tiny.config(preset, "trainer.max_steps=3", f"autoencoder={autoencoder_ckpt}")
     stage1 = load_autoencoder_state(autoencoder_ckpt)
     final = train(cfg, tmp_path)
     _, state = read_training_checkpoint(final)
@@ -108,8 +97,8 @@ def test_frozen_autoencoder_is_bit_identical_after_training(preset, autoencoder_
     )
 
 
-def grads_after_one_step(preset: str, autoencoder_ckpt: str) -> set[str]:
-    cfg = config_for(preset, f"autoencoder={autoencoder_ckpt}")
+def grads_after_one_step(preset: str, autoencoder_ckpt: str, tiny) -> set[str]:
+    cfg = tiny.config(preset, f"autoencoder={autoencoder_ckpt}")
     system = build_inpainting_system(cfg, load_autoencoder_state(autoencoder_ckpt)).train()
     image, mask = torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)
     mask[:, :, 16:40, 16:48] = 1
@@ -120,33 +109,33 @@ def grads_after_one_step(preset: str, autoencoder_ckpt: str) -> set[str]:
     return {n for n, p in system.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
 
 
-def test_latent_loss_gradient_reaches_only_refiner_and_mask_control(autoencoder_ckpt):
-    names = grads_after_one_step("latent-control", autoencoder_ckpt)
+def test_latent_loss_gradient_reaches_only_refiner_and_mask_control(autoencoder_ckpt, tiny):
+    names = grads_after_one_step("latent-control", autoencoder_ckpt, tiny)
     assert names and all(n.startswith(("network.mask_control.", "network.generator.model.")) for n in names)
     layers = {int(n.split(".")[3]) for n in names if n.startswith("network.generator.model.")}
     assert layers == set(range(5, 14))  # the nine FFC blocks, nothing of E or D
     assert any(n.startswith("network.mask_control.zero_convs") for n in names)
 
 
-def test_latent_alpha_trains_stem_and_refiner_only(autoencoder_ckpt):
-    names = grads_after_one_step("latent-alpha", autoencoder_ckpt)
+def test_latent_alpha_trains_stem_and_refiner_only(autoencoder_ckpt, tiny):
+    names = grads_after_one_step("latent-alpha", autoencoder_ckpt, tiny)
     layers = {int(n.split(".")[3]) for n in names}
     assert layers == {1} | set(range(5, 14))
 
 
-def test_latent_training_never_runs_the_decoder(autoencoder_ckpt, tmp_path, monkeypatch):
+def test_latent_training_never_runs_the_decoder(autoencoder_ckpt, tmp_path, monkeypatch, tiny):
     from latentpaint.models.network import InpaintingNetwork
 
     def fail(*_):
         raise AssertionError("decoder ran during latent-loss training")
 
     monkeypatch.setattr(InpaintingNetwork, "decode", fail)
-    train(config_for("latent-control", "trainer.max_steps=2", f"autoencoder={autoencoder_ckpt}"), tmp_path)
+    train(tiny.config("latent-control", "trainer.max_steps=2", f"autoencoder={autoencoder_ckpt}"), tmp_path)
 
 
-def test_frozen_preset_without_autoencoder_is_a_clear_error(tmp_path):
+def test_frozen_preset_without_autoencoder_is_a_clear_error(tmp_path, tiny):
     with pytest.raises(LatentpaintError, match="--autoencoder"):
-        train(config_for("latent-control", "trainer.max_steps=1"), tmp_path)
+        train(tiny.config("latent-control", "trainer.max_steps=1"), tmp_path)
 
 
 class Interrupted(Exception):
@@ -164,15 +153,20 @@ class StopAt(L.Callback):
             raise Interrupted
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_path, monkeypatch):
-    sets = ["trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2", f"autoencoder={autoencoder_ckpt}"]
-    straight = train(config_for("latent-control", *sets), tmp_path / "a")
+def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_path, monkeypatch, tiny):
+    sets = [
+        LOG_EVERY_STEP,
+        "trainer.max_steps=4",
+        "trainer.checkpoint_every_n_steps=2",
+        f"autoencoder={autoencoder_ckpt}",
+    ]
+    straight = train(tiny.config("latent-control", *sets), tmp_path / "a")
 
     import latentpaint.training.runner as runner
 
     original = runner.FiniteLossGuard
     monkeypatch.setattr(runner, "FiniteLossGuard", lambda: StopAt(2))
-    cfg = config_for("latent-control", *sets)
+    cfg = tiny.config("latent-control", *sets)
     with pytest.raises(Interrupted):
         train(cfg, tmp_path / "b")
     monkeypatch.setattr(runner, "FiniteLossGuard", original)
@@ -194,9 +188,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_
     assert worst <= 1e-6
 
 
-def test_non_finite_loss_stops_with_step_in_message(autoencoder_ckpt, tmp_path, capsys, monkeypatch):
+def test_non_finite_loss_stops_with_step_in_message(autoencoder_ckpt, tmp_path, capsys, monkeypatch, tiny):
     args = ["train", "inpainting", "--config", "latent-control", "--autoencoder", autoencoder_ckpt, "--out",
-            str(tmp_path / "run"), "--set", *FAST, "trainer.max_steps=3", "loss.latent_weight=.nan"]  # fmt: skip
+            str(tmp_path / "run"), "--set", *tiny.sets(), "trainer.max_steps=3", "loss.latent_weight=.nan"]  # fmt: skip
     # a NaN weight is refused up front by the config validation ...
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -210,7 +204,7 @@ def test_non_finite_loss_stops_with_step_in_message(autoencoder_ckpt, tmp_path, 
     assert code == 2 and len(err) == 1 and "step" in err[0] and "nan" in err[0]
 
 
-def test_cli_resume_continues_from_last_checkpoint(autoencoder_ckpt, tmp_path, capsys):
+def test_cli_resume_continues_from_last_checkpoint(autoencoder_ckpt, tmp_path, capsys, tiny):
     args = [
         "train",
         "inpainting",
@@ -221,18 +215,18 @@ def test_cli_resume_continues_from_last_checkpoint(autoencoder_ckpt, tmp_path, c
         "--out",
         str(tmp_path),
     ]
-    assert main([*args, "--set", *FAST, "trainer.max_steps=2"]) == 0
+    assert main([*args, "--set", *tiny.sets(), "trainer.max_steps=2"]) == 0
     assert main(["train", "inpainting", "--out", str(tmp_path), "--resume"]) == 0
     # the run was already complete: resuming keeps it at its step, and the config came from the checkpoint
     assert load_torch_file(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(autoencoder_ckpt, tmp_path):
+def test_ddp_two_cpu_processes(autoencoder_ckpt, tmp_path, tiny):
     cmd = [
         sys.executable, "-m", "latentpaint", "train", "inpainting", "--config", "latent-control",
         "--autoencoder", autoencoder_ckpt, "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2",
-        "--strategy", "ddp", "--set", *FAST, "trainer.max_steps=2",
+        "--strategy", "ddp", "--set", *tiny.sets(), "trainer.max_steps=2",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -240,7 +234,7 @@ def test_ddp_two_cpu_processes(autoencoder_ckpt, tmp_path):
     assert ckpt["global_step"] == 2
 
 
-def test_disk_full_while_checkpointing_is_one_line(autoencoder_ckpt, tmp_path, capsys, monkeypatch):
+def test_disk_full_while_checkpointing_is_one_line(autoencoder_ckpt, tmp_path, capsys, monkeypatch, tiny):
     import errno
 
     import latentpaint.training.callbacks as callbacks
@@ -249,6 +243,22 @@ def test_disk_full_while_checkpointing_is_one_line(autoencoder_ckpt, tmp_path, c
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "checkpoints"))
 
     monkeypatch.setattr(callbacks, "atomic_write", full)
-    code = main(["train", "autoencoder", "--out", str(tmp_path), "--set", *FAST, "trainer.max_steps=1"])
+    code = main(
+        ["train", "autoencoder", "--out", str(tmp_path), "--set", *tiny.sets(), "trainer.max_steps=1"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "No space left" in err[0] and "Traceback" not in err[0]
+
+
+def test_resume_reads_a_run_config_written_before_the_newer_keys(autoencoder_ckpt, tmp_path):
+    ckpt = load_torch_file(autoencoder_ckpt)
+    config = ckpt["hyper_parameters"]["config"]
+    for section, key in [("model", "prefill"), ("model", "refiner_init"), ("optim", "ema_decay"),
+                         ("data", "max_short_side"), ("trainer", "gradient_clip_val")]:  # fmt: skip
+        del config[section][key]
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(ckpt, tmp_path / "checkpoints" / "last.ckpt")
+    assert main(["train", "autoencoder", "--out", str(tmp_path), "--resume"]) == 0
+    resumed = load_torch_file(tmp_path / "checkpoints" / "last.ckpt")
+    # the missing keys took today's defaults, which are what the older version did without them
+    assert resumed["global_step"] == 2 and resumed["hyper_parameters"]["config"]["model"]["prefill"] == "none"

@@ -5,23 +5,16 @@ import pytest
 from PIL import Image
 
 from latentpaint.cli import main
-from latentpaint.training.config import apply_overrides, load_preset
 from latentpaint.training.runner import train
-
-FAST = [
-    "data.size=32",
-    "data.batch_size=2",
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
-    "trainer.max_steps=1",
-]
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("viz")
-    ae = train(apply_overrides(load_preset("autoencoder"), FAST), root / "ae")
-    lc = train(apply_overrides(load_preset("latent-control"), [*FAST, f"autoencoder={ae}"]), root / "lc")
+    ae = train(tiny.config("autoencoder", "trainer.max_steps=1", size=32), root / "ae")
+    lc = train(
+        tiny.config("latent-control", "trainer.max_steps=1", f"autoencoder={ae}", size=32), root / "lc"
+    )
     return ae, lc
 
 
