@@ -15,7 +15,7 @@ from latentpaint.data.images import save_image
 from latentpaint.evaluation.tables import PRESETS, TABLES
 from latentpaint.inference.checkpoints import load_torch_file
 from latentpaint.training import runner
-from latentpaint.training.config import apply_overrides
+from latentpaint.training.config import apply_overrides, load_preset
 
 TABLE_5_1 = ("pixel-alpha", "pixel-control", "latent-alpha", "latent-control")
 FAST = [

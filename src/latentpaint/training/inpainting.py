@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.losses.adversarial import discriminator_loss, feature_matching_loss, generator_loss
+from latentpaint.losses import adversarial
 from latentpaint.losses.latent import latent_l1
 from latentpaint.losses.perceptual import PerceptualLoss
 from latentpaint.losses.pixel import masked_l1
@@ -81,10 +81,8 @@ def frozen_parts(network: InpaintingNetwork, model: ModelConfig, use_pixel: bool
     """The parts of `network` that must not train (weights and BatchNorm statistics)."""
     g = network.generator
     if model.freeze_autoencoder:
-        stem = g.model[1]
-        return [layer for layer in g.encoder if not (model.train_first_conv and layer is stem)] + list(
-            g.decoder
-        )
+        encoder = [layer for layer in g.encoder if not (model.train_first_conv and layer is g.model[1])]
+        return encoder + list(g.decoder)
     if not use_pixel:
         return list(g.decoder)  # nothing reaches the decoder without a pixel loss
     return []
@@ -243,12 +241,14 @@ class InpaintingSystem(L.LightningModule):
         """Generator-side GAN (+ feature matching) terms of one discriminator, with D frozen meanwhile."""
         discriminator.requires_grad_(False)
         fake_logits, fake_features = discriminator(fake)
-        logs[f"{prefix}adv_g"] = generator_loss(fake_logits)
+        logs[f"{prefix}adv_g"] = adversarial.generator_loss(fake_logits)
         total = weight * logs[f"{prefix}adv_g"]
         if fm_weight > 0:
             with torch.no_grad():
                 _, real_features = discriminator(real)
-            logs[f"{prefix}feature_matching"] = feature_matching_loss(fake_features, real_features)
+            logs[f"{prefix}feature_matching"] = adversarial.feature_matching_loss(
+                fake_features, real_features
+            )
             total = total + fm_weight * logs[f"{prefix}feature_matching"]
         discriminator.requires_grad_(True)
         return total
@@ -259,7 +259,9 @@ class InpaintingSystem(L.LightningModule):
         real = real.detach().requires_grad_(w.gp_coef > 0)
         real_logits, _ = discriminator(real)
         fake_logits, _ = discriminator(fake.detach())
-        loss = discriminator_loss(real_logits, fake_logits, real, mask, w.gp_coef, w.mask_as_fake_target)
+        loss = adversarial.discriminator_loss(
+            real_logits, fake_logits, real, mask, w.gp_coef, w.mask_as_fake_target
+        )
         manual_step(self, optimizer, loss, raw=True)
         return loss.detach()
 
