@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from latentpaint.errors import LatentpaintError
 
 SPEC_KEYS = ("arch", "mask_mode", "delta", "prefill", "overrides")
 MASK_MODES = ("alpha", "control")
-
-
-def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping))
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,8 @@ class ModelSpec:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "overrides", _frozen(self.overrides))
+        # an own plain dict: never the caller's, and a network holding the spec still deep-copies/pickles
+        object.__setattr__(self, "overrides", dict(self.overrides))
 
     @classmethod
     def from_dict(cls, config: Any, source: object = "model config") -> ModelSpec:
