@@ -78,7 +78,7 @@ def test_train_command_sets_hardware_through_the_same_rule(tmp_path):
 
     args = argparse.Namespace(
         stage="autoencoder", config=None, out=str(tmp_path), resume=None, set=[], autoencoder=None,
-        data=None, accelerator="cpu", devices="3", num_nodes=None, strategy="ddp",
+        data=None, val_data=None, accelerator="cpu", devices="3", num_nodes=None, strategy="ddp",
     )  # fmt: skip
     config, _, _ = resolve_config(args)
     assert config["trainer"]["devices"] == 3 and config["trainer"]["strategy"] == "ddp"

@@ -18,6 +18,14 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from latentpaint.files import atomic_write
 
+# a run folder's checkpoints (the runner writes them, validation and `experiment` read them)
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def last_checkpoint(out_dir: Path) -> Path:
+    return Path(out_dir) / CHECKPOINT_DIR / LAST
+
 
 class StepTimer(L.Callback):
     """Logs wall time per optimiser step and images/s; writes the run's train time to `timing.json`.

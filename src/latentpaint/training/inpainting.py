@@ -25,10 +25,10 @@ from latentpaint.models.network import InpaintingNetwork
 from latentpaint.storage.state import load_state_strict, strip_prefix
 from latentpaint.storage.torchfile import read_training_checkpoint
 from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, discriminator_adam, manual_step
+from latentpaint.training.rules import REFINER_INITS
 from latentpaint.training.settings import LossConfig, ModelConfig, RunConfig
 
 IDENTITY_EPS = 1e-3
-REFINER_INITS = ("default", "identity")
 LOSS_MODES = ("pixel", "latent", "both")
 # the discriminators a system may have, in step order, with the prefix of their log keys
 DISCRIMINATORS = {"discriminator": "", "latent_discriminator": "latent_"}

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.training.rules import SCHEDULES
 
 if TYPE_CHECKING:
     from latentpaint.training.settings import RunConfig
-
-SCHEDULES = ("constant", "cosine")
 
 
 def schedule_factor(step: int, schedule: str, warmup_steps: int, max_steps: int) -> float:

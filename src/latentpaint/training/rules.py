@@ -15,6 +15,10 @@ from latentpaint.errors import LatentpaintError
 
 Rule = Callable[[Any], "str | None"]  # None: fine; else what the value should be
 
+# the choices of keys whose code sits higher in training/ (optim.py, inpainting.py import them from here)
+SCHEDULES = ("constant", "cosine")  # optim.schedule: after linear warm-up, constant or cosine to zero
+REFINER_INITS = ("default", "identity")  # model.refiner_init: PyTorch's, or each FFC block x -> x + eps
+
 
 def integer(lo: int | None = None, hi: int | None = None) -> Rule:
     def check(value: Any) -> str | None:
@@ -102,8 +106,6 @@ def prefill_kind(value: Any) -> str | None:
 
 
 def refiner_init_kind(value: Any) -> str | None:
-    from latentpaint.training.inpainting import REFINER_INITS
-
     return choice(*REFINER_INITS)(value)
 
 
@@ -126,8 +128,6 @@ def augmentation_kind(value: Any) -> str | None:
 
 
 def schedule_kind(value: Any) -> str | None:
-    from latentpaint.training.optim import SCHEDULES
-
     return choice(*SCHEDULES)(value)
 
 

@@ -14,18 +14,19 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, TQD
 from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
 from latentpaint.training.autoencoder import build_autoencoder_system
-from latentpaint.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, ResumableCSVLogger, StepTimer
+from latentpaint.training.callbacks import (  # noqa: F401  (CHECKPOINT_DIR, LAST, last_checkpoint: also read from here)
+    CHECKPOINT_DIR,
+    LAST,
+    AtomicCheckpointIO,
+    FiniteLossGuard,
+    ResumableCSVLogger,
+    StepTimer,
+    last_checkpoint,
+)
 from latentpaint.training.config import save_config, validate_config
 from latentpaint.training.inpainting import build_inpainting_system, load_autoencoder_state
 from latentpaint.training.settings import OptimConfig, RunConfig
 from latentpaint.training.validation import validation
-
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.ckpt"
-
-
-def last_checkpoint(out_dir: Path) -> Path:
-    return Path(out_dir) / CHECKPOINT_DIR / LAST
 
 
 def loggers(out_dir: Path, tensorboard: bool) -> list:

@@ -123,7 +123,7 @@ def best_or_last(run_dir: Path) -> tuple[Path, str]:
     checkpoint folder (so a moved run folder still finds it).
     """
     from latentpaint.storage.torchfile import load_torch_file
-    from latentpaint.training.runner import CHECKPOINT_DIR, last_checkpoint
+    from latentpaint.training.callbacks import CHECKPOINT_DIR, last_checkpoint
 
     last = last_checkpoint(run_dir)
     for key, state in load_torch_file(last).get("callbacks", {}).items():
