@@ -32,7 +32,6 @@ FLOORS = {
 # metrics through an Inpainter. Listed so that every other upward import still fails; to remove them, the
 # metrics and the prediction step it needs belong below training (or validation above it)
 KNOWN_UPWARD = {
-    ("latentpaint.data.datamodule", "latentpaint.training.validation"),
     ("latentpaint.training.rules", "latentpaint.evaluation.metrics"),
     ("latentpaint.training.validation", "latentpaint.evaluation.metrics"),
     ("latentpaint.training.validation", "latentpaint.inference.inpainter"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from latentpaint.data.datasets import StepSampler, TrainingDataset
+from latentpaint.data.datasets import EvaluationDataset, StepSampler, TrainingDataset
 from latentpaint.errors import LatentpaintError
 
 
@@ -87,6 +89,15 @@ class InpaintingDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader | list:
-        from latentpaint.training.validation import validation_loader
-
         return validation_loader(self.val) if self.val else []
+
+
+def validation_loader(folder: str | Path) -> DataLoader:
+    """The `data.val` folder (LaMa layout), one pair per batch: validation images keep their own sizes, as in
+    `latentpaint evaluate`."""
+    dataset = EvaluationDataset(folder)
+    if len(dataset) < 2:
+        raise LatentpaintError(
+            f"validation folder {folder} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
+        )
+    return DataLoader(dataset, batch_size=1, shuffle=False)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from torch.utils.data import DataLoader
 
+from latentpaint.data.datamodule import validation_loader
 from latentpaint.errors import LatentpaintError
 
 if TYPE_CHECKING:
@@ -26,18 +26,6 @@ if TYPE_CHECKING:
 VAL_METRIC = "val_ssim_fid100_f1_total_mean"  # LaMa's monitor name
 BEST_FILENAME = "best-step{step:06d}"
 SuiteFactory = Callable[[torch.device], "object"]  # device -> a MetricSuite with ssim and fid
-
-
-def validation_loader(folder: str | Path) -> DataLoader:
-    """One pair per batch: validation images keep their own sizes, as in `latentpaint evaluate`."""
-    from latentpaint.data.datasets import EvaluationDataset
-
-    dataset = EvaluationDataset(folder)
-    if len(dataset) < 2:
-        raise LatentpaintError(
-            f"validation folder {folder} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
-        )
-    return DataLoader(dataset, batch_size=1, shuffle=False)
 
 
 @torch.no_grad()
