@@ -241,10 +241,16 @@ def test_truncated_lama_checkpoint(tmp_path, foreign_classes):
     assert "\n" not in str(err.value)
 
 
+def _torchscript_big_lama(folder: Path) -> Path:
+    """A TorchScript file named like LaMa's exported `big-lama.pt` (what IOPaint users pass around)."""
+    path = folder / "big-lama.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(4, 3, 1), torch.zeros(1, 4, 8, 8)), str(path))
+    return path
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
 def test_torchscript_file_is_refused_clearly(tmp_path):
-    path = tmp_path / "big-lama.pt"
-    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(4, 3, 1), torch.zeros(1, 4, 8, 8)), str(path))
+    path = _torchscript_big_lama(tmp_path)
     with pytest.raises(LatentpaintError, match="TorchScript"):
         read_lightning_checkpoint(path)
 
@@ -377,8 +383,7 @@ def test_single_file_that_is_no_lama_generator_is_one_line(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
 def test_torchscript_big_lama_pt_through_load_network(tmp_path):
-    path = tmp_path / "big-lama.pt"
-    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(4, 3, 1), torch.zeros(1, 4, 8, 8)), str(path))
+    path = _torchscript_big_lama(tmp_path)
     with pytest.raises(LatentpaintError, match="TorchScript") as err:
         load_network(path)
     assert "\n" not in str(err.value) and "big-lama/" in str(err.value)

@@ -28,7 +28,6 @@ FOREIGN = (
 
 # subcommand modules, in the order a user meets them
 SUBCOMMANDS = [
-    "latentpaint.data.photos",
     "latentpaint.data.cli",
     "latentpaint.training.cli",
     "latentpaint.evaluation.cli",

@@ -1,6 +1,6 @@
-"""`latentpaint masks`: a LaMa-style evaluation folder (`NAME.png` + `NAME_mask000.png`) from a folder of images.
-
-The masks come from the mask library (masks.py); this is only the command around it.
+"""The data room's commands: `latentpaint data photos` (a training set from installed packages, data/photos.py)
+and `latentpaint masks` (a LaMa-style evaluation folder, `NAME.png` + `NAME_mask000.png`, from a folder of
+images; the masks come from the mask library, masks.py). Only the commands live here, not the work.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentpaint.data.photos import OPENCV_SAMPLES
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import add_overwrite_flag
 from latentpaint.masks import (
@@ -24,7 +25,42 @@ from latentpaint.masks import (
 from latentpaint.options import integer, number, side
 
 
+def register_photos(subparsers) -> None:
+    p = subparsers.add_parser(
+        "data",
+        help="assemble training data from installed packages (no download)",
+        description="`latentpaint data photos --out photos/`: natural photos from scikit-image, scikit-learn, "
+        "matplotlib and (if installed: apt-get install opencv-doc) OpenCV's samples, split train / held-out "
+        "by scene, with each photo's source and licence in sources.json.",
+    )
+    p.add_argument("what", choices=["photos"])
+    p.add_argument("--out", type=Path, required=True, help="output folder (train/, heldout/, sources.json)")
+    p.add_argument("--opencv-samples", type=Path, default=OPENCV_SAMPLES,
+                   help=f"OpenCV's examples folder (default {OPENCV_SAMPLES}, Debian's opencv-doc)")  # fmt: skip
+    p.add_argument(
+        "--heldout-fraction", type=float, default=0.15, help="share of scenes held out (default 0.15)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="which scenes are held out (default 0)")
+    p.set_defaults(func=run_photos)
+
+
+def run_photos(args: argparse.Namespace) -> int:
+    from latentpaint.data.photos import assemble
+
+    if not 0 <= args.heldout_fraction < 1:
+        raise LatentpaintError(f"--heldout-fraction must be in [0, 1), not {args.heldout_fraction}")
+    if not args.opencv_samples.is_dir():
+        print(f"note: no OpenCV samples at {args.opencv_samples} (apt-get install opencv-doc adds 37 photos)")
+    records = assemble(args.out, args.opencv_samples, args.heldout_fraction, args.seed)
+    train = sum(r.split == "train" for r in records)
+    print(
+        f"{train} training and {len(records) - train} held-out photos in {args.out} (sources.json lists each)"
+    )
+    return 0
+
+
 def register(subparsers) -> None:
+    register_photos(subparsers)
     p = subparsers.add_parser(
         "masks",
         help="write a LaMa-style evaluation folder (NAME.png + NAME_mask000.png) from a folder of images",

@@ -15,7 +15,6 @@ share a group and so a split. Which groups are held out is a pure function of th
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -155,35 +154,3 @@ def assemble(out: Path, opencv_samples: Path | None, heldout_fraction: float, se
                       indent=2)  # fmt: skip
     atomic_write(out / "sources.json", lambda p: p.write_text(text))
     return records
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "data",
-        help="assemble training data from installed packages (no download)",
-        description="`latentpaint data photos --out photos/`: natural photos from scikit-image, scikit-learn, "
-        "matplotlib and (if installed: apt-get install opencv-doc) OpenCV's samples, split train / held-out "
-        "by scene, with each photo's source and licence in sources.json.",
-    )
-    p.add_argument("what", choices=["photos"])
-    p.add_argument("--out", type=Path, required=True, help="output folder (train/, heldout/, sources.json)")
-    p.add_argument("--opencv-samples", type=Path, default=OPENCV_SAMPLES,
-                   help=f"OpenCV's examples folder (default {OPENCV_SAMPLES}, Debian's opencv-doc)")  # fmt: skip
-    p.add_argument(
-        "--heldout-fraction", type=float, default=0.15, help="share of scenes held out (default 0.15)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="which scenes are held out (default 0)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.heldout_fraction < 1:
-        raise LatentpaintError(f"--heldout-fraction must be in [0, 1), not {args.heldout_fraction}")
-    if not args.opencv_samples.is_dir():
-        print(f"note: no OpenCV samples at {args.opencv_samples} (apt-get install opencv-doc adds 37 photos)")
-    records = assemble(args.out, args.opencv_samples, args.heldout_fraction, args.seed)
-    train = sum(r.split == "train" for r in records)
-    print(
-        f"{train} training and {len(records) - train} held-out photos in {args.out} (sources.json lists each)"
-    )
-    return 0
