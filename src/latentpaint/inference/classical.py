@@ -8,11 +8,14 @@ import numpy as np
 
 from latentpaint.data.images import check_same_size
 from latentpaint.errors import LatentpaintError
+from latentpaint.models.prefill import TELEA_RADIUS
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
-def opencv_inpaint(image: np.ndarray, mask: np.ndarray, method: str = "telea", radius: int = 3) -> np.ndarray:
+def opencv_inpaint(
+    image: np.ndarray, mask: np.ndarray, method: str = "telea", radius: int = TELEA_RADIUS
+) -> np.ndarray:
     """Fills mask > 0.5 in a uint8 RGB (H, W, 3) image with cv2.inpaint; known pixels are returned unchanged."""
     if method not in _METHODS:
         raise LatentpaintError(

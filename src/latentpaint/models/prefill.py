@@ -46,7 +46,7 @@ def pyramid_fill(image: torch.Tensor, mask: torch.Tensor, levels: int = LEVELS) 
     return image * known + fill * mask
 
 
-TELEA_RADIUS = 3  # OpenCV's usual radius; the evaluation's Telea baseline uses the same
+TELEA_RADIUS = 3  # OpenCV's usual radius; also the default of the Telea baseline (inference/classical.py)
 
 
 @torch.no_grad()
