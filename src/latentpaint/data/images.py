@@ -195,9 +195,9 @@ def fill_mask(levels: np.ndarray, lossy: bool = False) -> np.ndarray:
 def binarize_mask(array: np.ndarray, lossy: bool, name: str) -> tuple[np.ndarray, str | None]:
     """(`fill_mask`, warning or None): the warning counts the JPEG noise pixels left out, or says that a
     lossless mask has many grey levels (all of them are filled)."""
-    mask = fill_mask(array, lossy)
     if array.ndim == 3:
-        array = array.max(axis=2)
+        array = array.max(axis=2)  # once, here: fill_mask and both warnings read the same (H, W) levels
+    mask = fill_mask(array, lossy)
     if lossy:
         noise = int((array > 0).sum() - mask.sum())
         warning = (
