@@ -120,7 +120,7 @@ class InpaintingNetwork(nn.Module):
         **overrides,
     ):
         super().__init__()
-        if mask_mode not in ("alpha", "control"):
+        if mask_mode not in MASK_MODES:
             raise ValueError(f"mask_mode must be 'alpha' or 'control', not {mask_mode!r}")
         if prefill not in PREFILLS:
             raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
