@@ -12,7 +12,7 @@ from latentpaint.evaluation.classical import opencv_inpaint
 from latentpaint.inference.checkpoints import load_network, load_torch_file, save_release
 from latentpaint.inference.export import export_torchscript
 from latentpaint.models.discriminator import LatentDiscriminator
-from latentpaint.models.network import InpaintingNetwork
+from latentpaint.models.network import InpaintingNetwork, ModelSpec
 from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
 from latentpaint.training import inpainting
@@ -227,3 +227,50 @@ def test_data_photos_writes_a_scene_split_with_sources(tmp_path):
         assert (tmp_path / r.split / f"{r.name}.png").is_file() and r.licence
     assert all(len(splits) == 1 for splits in by_group.values())  # a scene never straddles the split
     assert {r.split for r in records} == {"train", "heldout"}
+
+
+# -- residual output: prefill + D(R(z)) - D(z) ---------------------------------------------------------
+def test_residual_output_of_an_unchanged_refiner_is_exactly_the_prefill(rng_images, monkeypatch):
+    image, mask = rng_images(1, 64)
+    residual = InpaintingNetwork("thesis", "control", prefill="pyramid", output="residual").eval()
+    direct = InpaintingNetwork("thesis", "control", prefill="pyramid").eval()
+    direct.load_state_dict(residual.state_dict())
+    for net in (residual, direct):
+        monkeypatch.setattr(net, "refine", lambda z: z)  # a refiner that changes nothing
+    with torch.no_grad():
+        prefill = pyramid_fill(image, mask)
+        assert torch.allclose(residual(image, mask), prefill.clamp(0, 1), atol=1e-6)
+        assert not torch.allclose(direct(image, mask), prefill, atol=1e-2)  # the autoencoder's error
+    assert residual.config["output"] == "residual" and "output" not in direct.config
+
+
+def test_residual_output_needs_a_prefill_and_round_trips_through_a_release(tmp_path, rng_images):
+    with pytest.raises(ValueError, match="residual"):
+        InpaintingNetwork("thesis", "control", output="residual")
+    with pytest.raises(LatentpaintError, match="output"):
+        ModelSpec.from_dict({"arch": "thesis", "mask_mode": "control", "output": "residual"})
+    assert ModelSpec.from_dict({"arch": "thesis", "mask_mode": "control"}).output == "direct"
+    net = InpaintingNetwork("thesis", "control", prefill="pyramid", output="residual", ngf=8).eval()
+    save_release(net, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["output"] == "residual"
+    loaded = load_network(tmp_path).eval()
+    image, mask = rng_images(1, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(image, mask), net(image, mask))
+    assert export_torchscript(net, tmp_path / "m.pt") <= 1e-4  # a pyramid prefill exports, residual or not
+
+
+def test_pixel_loss_on_the_residual_output_reaches_the_identity_refiner(recipe_autoencoder, tmp_path, tiny):
+    sets = [
+        "trainer.max_steps=2",
+        f"autoencoder={recipe_autoencoder}",
+        "model.output=residual",
+        "loss.mode=pixel",
+    ]
+    final = train(tiny.config("recipe", *sets, "optim.ema_decay=0", size=32), tmp_path)
+    state = load_torch_file(final)["state_dict"]
+    # identity init sets these BN scales to exactly 0: two steps of the pixel loss move them
+    assert state["network.generator.model.5.conv2.bn_l.weight"].abs().max() > 0
+    assert load_network(final).output_kind == "residual"
+    with pytest.raises(LatentpaintError, match="prefill"):
+        train(tiny.config("recipe", *sets, "model.prefill=none", size=32), tmp_path / "bad")

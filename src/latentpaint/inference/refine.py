@@ -91,7 +91,8 @@ def _refine_scale(network, image, mask, reference, n_iters: int, lr: float, mult
     image_p = _pad_symmetric(image, multiple)
     mask_p = (_pad_symmetric(mask, multiple) >= EPS).to(image.dtype)
     with torch.no_grad():
-        z = network.encode(image_p, mask_p)
+        masked = network.masked_image(image_p, mask_p)
+        z = network.encode_masked(masked, mask_p)
     feats = [f.detach().clone().requires_grad_(True) if torch.is_tensor(f) else f for f in z]
     params = [f for f in feats if torch.is_tensor(f)]
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -100,7 +101,7 @@ def _refine_scale(network, image, mask, reference, n_iters: int, lr: float, mult
     losses = []
     for step in range(n_iters):
         optimizer.zero_grad()
-        pred = network.decode(network.refine(tuple(feats)))  # (1, 3, H', W')
+        pred = network.output(masked, z, network.refine(tuple(feats)))  # (1, 3, H', W')
         if reference is None:
             break  # the coarsest scale is plain inference
         loss = _masked_l1(pred, image_p, 1 - mask_p) + _masked_l1(
@@ -140,8 +141,8 @@ def refine_inpaint(
             f"refinement takes one image (1, 3, H, W) and its mask (1, 1, H, W), got {tuple(image.shape)} "
             f"and {tuple(mask.shape)}"
         )
-    if not all(hasattr(network, name) for name in ("encode", "refine", "decode")):
-        raise LatentpaintError("refinement needs an InpaintingNetwork (encode / refine / decode)")
+    if not all(hasattr(network, name) for name in ("masked_image", "encode_masked", "refine", "output")):
+        raise LatentpaintError("refinement needs an InpaintingNetwork (encode / refine / output)")
     mask = (mask >= EPS).to(image.dtype)
     full_image, full_mask = image, mask
     h, w = image.shape[-2:]

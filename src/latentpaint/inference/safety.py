@@ -29,4 +29,5 @@ def model_section(config: dict[str, Any], path: str | Path) -> dict[str, Any]:
             f"({', '.join(keys)})"
         )
     validate_config({"model": model}, source=f"{path}: config")
-    return {k: model[k] for k in (*keys, "prefill") if k in model}  # prefill is absent in older runs
+    # prefill and output are absent in older runs
+    return {k: model[k] for k in (*keys, "prefill", "output") if k in model}

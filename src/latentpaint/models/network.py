@@ -20,12 +20,16 @@ from latentpaint.models.registry import create_generator, list_generators
 
 MaskMode = Literal["alpha", "control"]
 PREFILLS = ("none", "pyramid", "telea")
+# direct: D(R(z)) is the prediction. residual: the prefill plus the refiner's decoded change,
+# prefill + D(R(z)) - D(z), so the autoencoder's own reconstruction error never enters the hole and a
+# refiner that has learned nothing returns exactly its prefill (docs/quality.md, session 3).
+OUTPUTS = ("direct", "residual")
 
 
 # -- ModelSpec: the one description of an inpainting network (public path: models/spec.py) -----------------
 # It lives beside the network it builds because each needs the other: a network carries its spec and a
 # spec builds its network; one module keeps that a single import, not a circle.
-SPEC_KEYS = ("arch", "mask_mode", "delta", "prefill", "overrides")
+SPEC_KEYS = ("arch", "mask_mode", "delta", "prefill", "overrides", "output")
 MASK_MODES = ("alpha", "control")
 
 
@@ -38,6 +42,7 @@ class ModelSpec:
     delta: bool = False
     prefill: str = "none"  # absent from configs written before the option: LaMa's zeros
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    output: str = "direct"  # absent from configs written before the option: D(R(z))
 
     def __post_init__(self) -> None:
         # an own plain dict: never the caller's, and a network holding the spec still deep-copies/pickles
@@ -48,7 +53,7 @@ class ModelSpec:
         """The spec a run's `model` section or a release `config.json` describes, checked without
         allocating anything (types, names and the generator ranges of `models.limits`).
 
-        Keys other than the five of the spec (training switches, provenance) are ignored.
+        Keys other than the six of the spec (training switches, provenance) are ignored.
         """
         if not isinstance(config, Mapping):
             raise LatentpaintError(f"{source}: the model config is not a mapping")
@@ -73,21 +78,37 @@ class ModelSpec:
             raise LatentpaintError(
                 f"{source}: prefill must be one of {', '.join(PREFILLS)}, not {str(prefill)[:40]!r}"
             )
-        return cls(arch, mask_mode, delta, prefill, overrides)
+        output = config.get("output", "direct")
+        if output not in OUTPUTS:
+            raise LatentpaintError(
+                f"{source}: output must be one of {', '.join(OUTPUTS)}, not {str(output)[:40]!r}"
+            )
+        if output == "residual" and prefill == "none":
+            raise LatentpaintError(
+                f"{source}: output residual adds to a prefill: set prefill pyramid or telea"
+            )
+        return cls(arch, mask_mode, delta, prefill, overrides, output)
 
     def to_dict(self) -> dict[str, Any]:
         """The nested form written to release `config.json` files (and read back by `from_dict`)."""
-        return {
+        nested = {
             "arch": self.arch,
             "mask_mode": self.mask_mode,
             "delta": self.delta,
             "prefill": self.prefill,
             "overrides": dict(self.overrides),
         }
+        if (
+            self.output != "direct"
+        ):  # absent means direct: releases written before the option stay as they are
+            nested["output"] = self.output
+        return nested
 
     def build(self):
         """A fresh `InpaintingNetwork` of this spec (on torch's current default device)."""
-        return InpaintingNetwork(self.arch, self.mask_mode, self.delta, self.prefill, **self.overrides)
+        return InpaintingNetwork(
+            self.arch, self.mask_mode, self.delta, self.prefill, output=self.output, **self.overrides
+        )
 
     def autoencoder_generator(self):
         """The stage-1 generator of this spec: the same architecture on RGB input, without the mask."""
@@ -107,6 +128,7 @@ class InpaintingNetwork(nn.Module):
     With `delta`, the refiner's output is added to its input features (thesis appendix A).
     `prefill="pyramid"` gives the encoder a smooth pyramid fill of the hole instead of zeros, `"telea"`
     OpenCV's Telea fill (`models/prefill.py`); `"none"` is LaMa's convention and the default.
+    `output="residual"` predicts prefill + D(R(z)) - D(z) instead of D(R(z)) (see OUTPUTS).
     State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`. `spec` is the
     network's description (`models/spec.py`): `network.spec.build()` makes an untrained twin.
     """
@@ -117,6 +139,7 @@ class InpaintingNetwork(nn.Module):
         mask_mode: MaskMode = "alpha",
         delta: bool = False,
         prefill: str = "none",
+        output: str = "direct",
         **overrides,
     ):
         super().__init__()
@@ -124,10 +147,14 @@ class InpaintingNetwork(nn.Module):
             raise ValueError(f"mask_mode must be 'alpha' or 'control', not {mask_mode!r}")
         if prefill not in PREFILLS:
             raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
+        if output not in OUTPUTS or (output == "residual" and prefill == "none"):
+            raise ValueError(
+                f"output must be one of {', '.join(OUTPUTS)} (residual needs a prefill), not {output!r}"
+            )
         overrides.setdefault("input_nc", 4 if mask_mode == "alpha" else 3)
         self.generator: FFCResNetGenerator = create_generator(arch, **overrides)
-        self.spec = ModelSpec(arch, mask_mode, delta, prefill, overrides)
-        self.mask_mode, self.delta, self.prefill = mask_mode, delta, prefill
+        self.spec = ModelSpec(arch, mask_mode, delta, prefill, overrides, output)
+        self.mask_mode, self.delta, self.prefill, self.output_kind = mask_mode, delta, prefill, output
         g = self.generator.config
         self.mask_control = (
             MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"])
@@ -141,6 +168,8 @@ class InpaintingNetwork(nn.Module):
         flat = dict(arch=self.spec.arch, mask_mode=self.mask_mode, delta=self.delta, **self.spec.overrides)
         if self.prefill != "none":  # absent means LaMa's zeros, so configs written before the option match
             flat["prefill"] = self.prefill
+        if self.output_kind != "direct":
+            flat["output"] = self.output_kind
         return flat
 
     def masked_image(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -153,7 +182,10 @@ class InpaintingNetwork(nn.Module):
 
     def encode(self, image: torch.Tensor, mask: torch.Tensor) -> Features:
         """E(masked image), with the mask as 4th channel or through mask control."""
-        masked = self.masked_image(image, mask)
+        return self.encode_masked(self.masked_image(image, mask), mask)
+
+    def encode_masked(self, masked: torch.Tensor, mask: torch.Tensor) -> Features:
+        """E of an already masked (or prefilled) image: `masked_image(image, mask)`."""
         if self.mask_mode == "alpha":
             return self.generator.encode(torch.cat([masked, mask], dim=1))
         return self.generator.encode(masked, controls=self.mask_control(mask))
@@ -167,9 +199,18 @@ class InpaintingNetwork(nn.Module):
         """D(z): features back to an image in [0, 1]."""
         return self.generator.decoder(z)
 
+    def output(self, masked: torch.Tensor, z: Features, refined: Features) -> torch.Tensor:
+        """The predicted image from the encoder's features `z` of `masked` and the refiner's `refined`:
+        D(refined), or masked + D(refined) - D(z) for `output="residual"`."""
+        if self.output_kind == "residual":
+            return (masked + self.decode(refined) - self.decode(z)).clamp(0, 1)
+        return self.decode(refined)
+
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Raw prediction D(R(E(...))) for the whole image; see `inpaint` for the composited result."""
-        return self.decode(self.refine(self.encode(image, mask)))
+        """Raw prediction for the whole image (`output`); see `inpaint` for the composited result."""
+        masked = self.masked_image(image, mask)
+        z = self.encode_masked(masked, mask)
+        return self.output(masked, z, self.refine(z))
 
     def inpaint(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Prediction inside the mask, the input everywhere else."""

@@ -31,6 +31,7 @@ from latentpaint.training.rules import (
     mask_preset,
     number,
     optional,
+    output_kind,
     pair_of,
     perceptual_backbone,
     precision,
@@ -52,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "train_first_conv": False,  # with a frozen encoder: still train the stem (it sees the mask channel)
         "prefill": "none",  # none (LaMa: zeros) | pyramid (push-pull fill) | telea (OpenCV); models/prefill.py
         "refiner_init": "default",  # default (PyTorch's) | identity (each FFC block starts as x -> x + eps)
+        "output": "direct",  # direct: D(R(z)) | residual: prefill + D(R(z)) - D(z) (models/network.py)
     },
     "autoencoder": None,  # stage-1 checkpoint that initialises the encoder/decoder (stage 2)
     "loss": {
@@ -255,6 +257,7 @@ RULES: dict[str, Rule] = {
     "model.train_first_conv": boolean,
     "model.prefill": prefill_kind,
     "model.refiner_init": refiner_init_kind,
+    "model.output": output_kind,
     "autoencoder": text(optional=True),
     "loss.mode": choice("pixel", "latent", "both"),
     "loss.latent_weight": number(),

@@ -107,6 +107,10 @@ def build_inpainting_system(
         )
     if loss.latent_adversarial > 0 and not loss.use_latent:
         raise LatentpaintError("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
+    if m.output == "residual" and m.prefill == "none":
+        raise LatentpaintError(
+            "model.output residual adds the refiner's change to a prefill: set model.prefill"
+        )
     network = m.spec.build()
     # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
     autoencoder = m.spec.autoencoder_generator()
@@ -196,13 +200,16 @@ class InpaintingSystem(L.LightningModule):
     def generator_loss(self, image, mask, logs: dict) -> tuple[torch.Tensor, dict]:
         """The generator's total loss (its terms go into `logs`) and, per discriminator to train next,
         the (fake, real) pair it judges."""
-        z = self.network.refine(self.network.encode(image, mask))
+        masked = self.network.masked_image(image, mask)
+        z0 = self.network.encode_masked(masked, mask)
+        z = self.network.refine(z0)
         total = image.new_zeros(())
         judged: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if self.target_encoder is not None:
             total = total + self.latent_terms(z, image, logs, judged)
         if self.losses.use_pixel:  # only pixel-side losses ever run the decoder
-            total = total + self.pixel_terms(z, image, mask, logs, judged)
+            pred = self.network.output(masked, z0, z)
+            total = total + self.pixel_terms(pred, image, mask, logs, judged)
         return total, {name: judged[name] for name in DISCRIMINATORS if name in judged}
 
     def latent_terms(self, z, image, logs: dict, judged: dict) -> torch.Tensor:
@@ -221,10 +228,9 @@ class InpaintingSystem(L.LightningModule):
             judged["latent_discriminator"] = (z_flat, target)
         return total
 
-    def pixel_terms(self, z, image, mask, logs: dict, judged: dict) -> torch.Tensor:
-        """Masked L1 of the decoded prediction, plus the perceptual and pixel GAN terms."""
+    def pixel_terms(self, pred, image, mask, logs: dict, judged: dict) -> torch.Tensor:
+        """Masked L1 of the network's (decoded) prediction, plus the perceptual and pixel GAN terms."""
         w = self.losses
-        pred = self.network.decode(z)
         logs["l1"] = masked_l1(pred, image, mask, w.l1_known, w.l1_missing)
         total = logs["l1"]
         if self.perceptual is not None:

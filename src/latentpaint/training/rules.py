@@ -105,6 +105,12 @@ def prefill_kind(value: Any) -> str | None:
     return choice(*PREFILLS)(value)
 
 
+def output_kind(value: Any) -> str | None:
+    from latentpaint.models.network import OUTPUTS
+
+    return choice(*OUTPUTS)(value)
+
+
 def refiner_init_kind(value: Any) -> str | None:
     return choice(*REFINER_INITS)(value)
 

@@ -26,10 +26,11 @@ class ModelConfig:
     train_first_conv: bool  # with a frozen encoder: still train the stem (it sees the mask channel)
     prefill: str
     refiner_init: str
+    output: str
 
     @property
     def spec(self) -> ModelSpec:
-        return ModelSpec(self.arch, self.mask_mode, self.delta, self.prefill, self.overrides)
+        return ModelSpec(self.arch, self.mask_mode, self.delta, self.prefill, self.overrides, self.output)
 
 
 @dataclass(frozen=True)
