@@ -2,7 +2,7 @@
 
     python benchmarks/prefill_residual.py runs/s2/telea/checkpoints/last.ckpt
 
-- direct: D(R(E(x))), what the network outputs today;
+- network output: D(R(E(x))) for `model.output=direct`, the next row for `residual`;
 - prefill + D(R(z)) - D(z): the refiner's decoded change added to the prefill, which removes the
   autoencoder's own reconstruction error from the hole. If this equals the prefill alone, R(z) = z.
 Prints SSIM / PSNR / FID of both, of the prefill alone and of OpenCV Telea (docs/quality.md, session 3).
@@ -33,16 +33,17 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def fills(network, images: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
     x, m = to_tensor(images), torch.from_numpy(masks)[:, None].float()
-    out: dict[str, list[torch.Tensor]] = {"prefill alone": [], "direct": [], "prefill + D(R(z)) - D(z)": []}
+    own = f"network output ({network.output_kind})"  # for output=residual it is the third row
+    out: dict[str, list[torch.Tensor]] = {"prefill alone": [], own: [], "prefill + D(R(z)) - D(z)": []}
     for i in range(0, len(x), 16):
         xi, mi = x[i : i + 16], m[i : i + 16]
         prefill = network.masked_image(xi, mi)
-        z = network.encode(xi, mi)
-        refined, start = network.decode(network.refine(z)), network.decode(z)
+        z = network.encode_masked(prefill, mi)
+        refined = network.refine(z)
         for name, hole in (
             ("prefill alone", prefill),
-            ("direct", refined),
-            ("prefill + D(R(z)) - D(z)", prefill + refined - start),
+            (own, network.output(prefill, z, refined)),
+            ("prefill + D(R(z)) - D(z)", prefill + network.decode(refined) - network.decode(z)),
         ):
             out[name].append(hole.clamp(0, 1) * mi + xi * (1 - mi))
     return {k: to_uint8(torch.cat(v)) for k, v in out.items()}
