@@ -16,6 +16,7 @@ from latentpaint.models.network import InpaintingNetwork, ModelSpec
 from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
 from latentpaint.training import inpainting
+from latentpaint.training.config import validate_config
 from latentpaint.training.optim import schedule_factor
 from latentpaint.training.runner import train
 
@@ -274,3 +275,17 @@ def test_pixel_loss_on_the_residual_output_reaches_the_identity_refiner(recipe_a
     assert load_network(final).output_kind == "residual"
     with pytest.raises(LatentpaintError, match="prefill"):
         train(tiny.config("recipe", *sets, "model.prefill=none", size=32), tmp_path / "bad")
+
+
+def test_discriminator_width_is_a_loss_setting(recipe_autoencoder, tmp_path, tiny):
+    sets = [
+        "trainer.max_steps=1",
+        f"autoencoder={recipe_autoencoder}",
+        "model.output=residual",
+        "loss.mode=pixel",
+    ]
+    sets += ["loss.adversarial=1", "loss.feature_matching=1", "loss.discriminator_ndf=8", "optim.ema_decay=0"]
+    state = load_torch_file(train(tiny.config("recipe", *sets, size=32), tmp_path))["state_dict"]
+    assert state["discriminator.model0.0.weight"].shape[0] == 8  # LaMa's default would be 64
+    with pytest.raises(LatentpaintError, match="discriminator_ndf"):
+        validate_config(tiny.config("recipe", "loss.discriminator_ndf=0"))

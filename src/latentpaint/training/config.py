@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
         "adversarial": 0.0,
         "gp_coef": 0.001,
         "mask_as_fake_target": True,
+        # the pixel discriminator's width (LaMa: 64). At ngf 8 an ndf-64 PatchGAN costs several times the
+        # generator's step on a CPU; its cost scales with ndf squared
+        "discriminator_ndf": 64,
         "feature_matching": 0.0,
         "perceptual": 0.0,
         "perceptual_backbone": "resnet50",  # or ade20k-resnet50dilated (LaMa's ResNet-PL), vgg19
@@ -267,6 +270,7 @@ RULES: dict[str, Rule] = {
     "loss.gp_coef": number(),
     "loss.mask_as_fake_target": boolean,
     "loss.feature_matching": number(),
+    "loss.discriminator_ndf": integer(1, 512),
     "loss.perceptual": number(),
     "loss.perceptual_backbone": perceptual_backbone,
     "loss.perceptual_weights": text(optional=True),

@@ -126,7 +126,7 @@ def build_inpainting_system(
         loss,
         OptimiserSettings.from_config(cfg),
         target_encoder=autoencoder.encoder if loss.use_latent else None,
-        discriminator=NLayerDiscriminator() if loss.adversarial > 0 else None,
+        discriminator=NLayerDiscriminator(ndf=loss.discriminator_ndf) if loss.adversarial > 0 else None,
         latent_discriminator=(
             LatentDiscriminator(network.generator.latent_channels) if loss.latent_adversarial > 0 else None
         ),

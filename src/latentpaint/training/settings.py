@@ -44,6 +44,7 @@ class LossConfig:
     adversarial: float
     gp_coef: float
     mask_as_fake_target: bool
+    discriminator_ndf: int
     feature_matching: float
     perceptual: float
     perceptual_backbone: str
