@@ -74,7 +74,7 @@ def heldout_crops(paths: list[Path], size: int, per_photo: int, seed: int):
 
 
 def score(fills: np.ndarray, images: np.ndarray, masks: np.ndarray, weights_dir: str | None) -> dict:
-    from latentpaint.evaluation.metrics import MetricSuite
+    from latentpaint.metrics.suite import MetricSuite
 
     metrics = ("ssim", "psnr", "fid") + (("lpips",) if weights_dir else ())
     suite = MetricSuite(metrics, weights_dir=weights_dir)
@@ -100,8 +100,8 @@ def fill_with_model(checkpoint: Path, images: np.ndarray, masks: np.ndarray) -> 
 @torch.no_grad()
 def autoencoder_psnr(checkpoint: Path, images: np.ndarray) -> float:
     """Stage 1's held-out reconstruction PSNR: mean over crops of PSNR(D(E(x)), x)."""
-    from latentpaint.evaluation.metrics import psnr
     from latentpaint.inference.checkpoints import read_training_checkpoint, strip_prefix
+    from latentpaint.metrics.suite import psnr
     from latentpaint.models.spec import ModelSpec
 
     config, state = read_training_checkpoint(checkpoint)

@@ -15,9 +15,9 @@ from PIL import Image
 
 from latentpaint.cli import main
 from latentpaint.errors import LatentpaintError
-from latentpaint.evaluation.bins import area_bin
 from latentpaint.inference.checkpoints import save_release
 from latentpaint.inference.inpainter import Inpainter
+from latentpaint.metrics.bins import area_bin
 from latentpaint.models.network import InpaintingNetwork
 
 H, W = 48, 64

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from latentpaint.cli import main
-from latentpaint.evaluation.metrics import VGG16_FILE, psnr, ssim
+from latentpaint.metrics.suite import VGG16_FILE, psnr, ssim
 
 SIZE = 40
 

@@ -9,8 +9,8 @@ import torch
 from latentpaint.cli import main
 from latentpaint.data.images import save_image
 from latentpaint.errors import LatentpaintError
-from latentpaint.evaluation import bins
 from latentpaint.inference.checkpoints import load_torch_file
+from latentpaint.metrics import bins
 from latentpaint.training import validation
 from latentpaint.training.config import apply_overrides, load_preset
 from latentpaint.training.runner import train

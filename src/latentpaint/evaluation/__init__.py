@@ -1,1 +1,1 @@
-"""Scoring inpaintings: SSIM, PSNR, LPIPS and FID over LaMa's mask-area bins, plus the OpenCV floor."""
+"""Scoring trained models: experiments, reports, tables and the OpenCV floor; the metrics live in latentpaint.metrics."""

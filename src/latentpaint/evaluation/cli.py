@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     import latentpaint
     from latentpaint.data.datasets import find_pairs
     from latentpaint.devices import resolve_device
-    from latentpaint.evaluation.metrics import MetricSuite
+    from latentpaint.metrics.suite import MetricSuite
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if args.batch_size < 1:

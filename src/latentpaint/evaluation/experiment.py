@@ -124,7 +124,7 @@ def open_evaluation(args: argparse.Namespace, eval_dir: Path, accelerator: str) 
     import torch
 
     from latentpaint.data.datasets import find_pairs
-    from latentpaint.evaluation.metrics import MetricSuite
+    from latentpaint.metrics.suite import MetricSuite
 
     pairs = find_pairs(eval_dir)
     device = "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"

@@ -122,7 +122,7 @@ def perceptual_backbone(value: Any) -> str | None:
 
 
 def fid_feature(value: Any) -> str | None:
-    from latentpaint.evaluation.metrics import FID_FEATURES
+    from latentpaint.metrics.fid import FID_FEATURES
 
     return choice(*FID_FEATURES)(value)
 

@@ -1,6 +1,6 @@
 """Validation during stage-2 training, as LaMa does it: score a held-out LaMa-layout folder (`data.val`,
 NAME.png + NAME_maskNNN.png) every `trainer.val_check_interval` steps with `ssim_fid100_f1` (harmonic mean
-of SSIM and max(0, 100 - FID) / 100, evaluation/bins.py), and keep the `trainer.save_top_k` checkpoints by
+of SSIM and max(0, 100 - FID) / 100, metrics/bins.py), and keep the `trainer.save_top_k` checkpoints by
 it (LaMa: `save_top_k: 5`, `monitor: val_ssim_fid100_f1_total_mean`, mode max) beside last.ckpt.
 
 Lightning's validation loop runs it, so EMA weights (when on) are what is scored, as they are what the
@@ -64,7 +64,7 @@ class ValidationScore(Callback):
 
 
 def metric_suite_factory(fid_feature: str) -> SuiteFactory:
-    from latentpaint.evaluation.metrics import MetricSuite
+    from latentpaint.metrics.suite import MetricSuite
 
     return lambda device: MetricSuite(("ssim", "fid"), "lama", None, device, fid_feature)
 
