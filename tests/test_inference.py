@@ -127,3 +127,33 @@ def test_truncated_checkpoints_are_one_line_errors(tmp_path, training_checkpoint
         with pytest.raises(LatentpaintError, match="truncated") as err:
             load_network(path)
         assert "\n" not in str(err.value)
+
+
+def test_inpaint_uint8_is_the_inpainters_prediction_step(inpainter):
+    # models/apply.py runs the step below training; the Inpainter and validation both go through it
+    from latentpaint.models.apply import image_to_tensor, inpaint_uint8, pad_to_multiple, tensor_to_image
+
+    image, mask = _image_and_mask(37, 51)
+    multiple = 2**inpainter.network.generator.n_downsampling
+    with (
+        torch.inference_mode()
+    ):  # the prediction spelled out: pad, predict, crop, quantise, keep known pixels
+        x = image_to_tensor(pad_to_multiple(image, multiple))
+        m = torch.from_numpy(pad_to_multiple(mask, multiple))[None, None]
+        pred = tensor_to_image(inpainter.network(x, m), 37, 51)
+    expected = np.where(mask[..., None] > 0, pred, image)
+    assert np.array_equal(inpaint_uint8(inpainter.network, image, mask), expected)
+    assert np.array_equal(inpainter.predict_array(image, mask), expected)
+    assert np.array_equal(inpaint_uint8(inpainter.network, image, 0 * mask), image)
+
+
+def test_validation_predicts_the_quantised_inpainter_output(inpainter):
+    from latentpaint.inference.inpainter import image_to_tensor
+    from latentpaint.training.validation import predict
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 30, 45, generator=g)
+    mask = (torch.rand(1, 1, 30, 45, generator=g) > 0.6).float()
+    rgb = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    expected = image_to_tensor(inpainter.predict_array(rgb, mask[0, 0].numpy()))
+    assert torch.equal(predict(inpainter.network, image, mask), expected)

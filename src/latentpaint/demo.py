@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.data.images import save_image
     from latentpaint.inference.checkpoints import load_training_network, save_release
     from latentpaint.inference.classical import opencv_inpaint
-    from latentpaint.inference.inpainter import Inpainter, image_to_tensor
+    from latentpaint.inference.inpainter import Inpainter
     from latentpaint.metrics.suite import psnr, ssim
+    from latentpaint.models.apply import image_to_tensor
     from latentpaint.training.config import apply_overrides, load_preset
     from latentpaint.training.runner import train
     from latentpaint.viz.figures import image_grid, plot_loss_curves, read_metric

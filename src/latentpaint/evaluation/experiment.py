@@ -86,7 +86,7 @@ def predict_and_score(
     import torch
 
     from latentpaint.data.images import load_mask, load_rgb, save_image
-    from latentpaint.inference.inpainter import image_to_tensor
+    from latentpaint.models.apply import image_to_tensor
 
     suite.reset()
     for image_path, mask_path in pairs:

@@ -10,32 +10,16 @@ from PIL import Image
 
 from latentpaint.data.images import check_same_size, fill_mask, is_lossy, mask_levels, rgb_array
 from latentpaint.errors import LatentpaintError
+from latentpaint.models.apply import (  # noqa: F401 - they moved there; importable from here as before
+    image_to_tensor,
+    inpaint_uint8,
+    network_inputs,
+    network_multiple,
+    pad_to_multiple,
+    tensor_to_image,
+)
 from latentpaint.models.damage import latent_damage
 from latentpaint.models.network import InpaintingNetwork
-
-
-def pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
-    """Pads bottom/right by mirroring (numpy 'symmetric', as LaMa) to a multiple of `multiple`, and to at
-    least 2 * `multiple` per side: a 1-px latent would leave the FFC blocks' reflect padding nothing to mirror."""
-    h, w = array.shape[:2]
-    target_h = max(2 * multiple, h + (-h) % multiple)
-    target_w = max(2 * multiple, w + (-w) % multiple)
-    # 'symmetric' mirrors at most the image's own size per call: tiny images need a few rounds
-    while array.shape[0] < target_h or array.shape[1] < target_w:
-        ph = min(target_h - array.shape[0], array.shape[0])
-        pw = min(target_w - array.shape[1], array.shape[1])
-        array = np.pad(array, [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2), mode="symmetric")
-    return array
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
-
-
-def tensor_to_image(t: torch.Tensor, height: int | None = None, width: int | None = None) -> np.ndarray:
-    """The first image of a (B, 3, H', W') batch in [0, 1], cropped to (height, width) -> uint8 (H, W, 3)."""
-    return (t[0, :, :height, :width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def to_rgb_array(image) -> np.ndarray:
@@ -76,7 +60,7 @@ class Inpainter:
             from latentpaint.inference.optimize import optimize_for_inference
 
             self.network = optimize_for_inference(self.network)
-        self.multiple = 2**network.generator.n_downsampling
+        self.multiple = network_multiple(network)
 
     @classmethod
     def from_pretrained(
@@ -89,26 +73,12 @@ class Inpainter:
 
     def _tensors(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         check_same_size(image, mask)
-        image_p = pad_to_multiple(image, self.multiple)
-        mask_p = pad_to_multiple(mask, self.multiple)
-        x = image_to_tensor(image_p).to(self.device)
-        m = torch.from_numpy(mask_p)[None, None].to(self.device)
-        if self.optimized:  # the optimised network is channels-last; convert the inputs once, here
-            x, m = (
-                x.contiguous(memory_format=torch.channels_last),
-                m.contiguous(memory_format=torch.channels_last),
-            )
-        return x, m
+        return network_inputs(image, mask, self.multiple, self.device, channels_last=self.optimized)
 
-    @torch.inference_mode()
     def predict_array(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) image + float (H, W) mask -> inpainted uint8 (H, W, 3)."""
         check_same_size(image, mask)
-        if not mask.any():
-            return image.copy()
-        x, m = self._tensors(image, mask)
-        pred = tensor_to_image(self.network(x, m), *image.shape[:2])
-        return np.where(mask[..., None] > 0, pred, image)
+        return inpaint_uint8(self.network, image, mask, self.device, channels_last=self.optimized)
 
     def __call__(self, image, mask):
         """Inpaints `image` where `mask` > 0; PIL in -> PIL out, array in -> array out."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.inpainter import image_to_tensor, tensor_to_image
+from latentpaint.models.apply import image_to_tensor, tensor_to_image
 
 EPS = 1e-8
 

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from latentpaint.data.datamodule import validation_loader
 from latentpaint.errors import LatentpaintError
+from latentpaint.models.apply import image_to_tensor, inpaint_uint8, tensor_to_image
 
 if TYPE_CHECKING:
     from latentpaint.training.settings import RunConfig
@@ -32,10 +33,8 @@ SuiteFactory = Callable[[torch.device], "object"]  # device -> a MetricSuite wit
 def predict(network, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The Inpainter's output for one (1, 3, H, W) pair, quantised to 8 bits as a saved prediction is, so
     validation scores what `latentpaint experiment` and `evaluate` would score for this checkpoint."""
-    from latentpaint.inference.inpainter import Inpainter, image_to_tensor
-
-    rgb = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-    result = Inpainter(network, device=image.device).predict_array(rgb, mask[0, 0].float().cpu().numpy())
+    rgb = tensor_to_image(image)
+    result = inpaint_uint8(network, rgb, mask[0, 0].float().cpu().numpy(), device=image.device)
     return image_to_tensor(result).to(image.device)
 
 

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from latentpaint.data.images import check_same_size, load_mask, load_rgb
     from latentpaint.files import check_outputs
-    from latentpaint.inference.inpainter import image_to_tensor, pad_to_multiple, tensor_to_image
+    from latentpaint.models.apply import image_to_tensor, pad_to_multiple, tensor_to_image
     from latentpaint.models.damage import latent_damage, latent_repair
     from latentpaint.viz.figures import image_grid
 
