@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
@@ -240,12 +241,31 @@ def main() -> int:
     return 0
 
 
+def describe_run(run_dir: Path) -> str:
+    """What a stage-2 run is, read from its config.yaml (so the model card never describes another recipe)."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    m, loss, optim = config["model"], config["loss"], config["optim"]
+    terms = {"l1_known": "L1 known", "l1_missing": "L1 hole", "adversarial": "GAN", "feature_matching": "FM"}
+    pixel = ", ".join(f"{label} {loss[k]:g}" for k, label in terms.items() if loss[k] > 0)
+    losses = {"pixel": pixel, "latent": f"latent L1 {loss['latent_weight']:g}"}
+    used = [losses[k] for k in ("pixel", "latent") if loss["mode"] in (k, "both")]
+    output = {"direct": "D(R(z))", "residual": "prefill + D(R(z)) - D(z)"}[m.get("output", "direct")]
+    return (
+        f"generator overrides {m['overrides']}; "
+        f"{'frozen' if m['freeze_autoencoder'] else 'trained'} encoder/decoder, mask {m['mask_mode']}, "
+        f"{m['prefill']} prefill of the hole, output {output}, {m['refiner_init']} refiner start; "
+        f"losses: {'; '.join(used)}; {config['trainer']['max_steps']} steps, {optim['schedule']} schedule, "
+        f"clipping {config['trainer']['gradient_clip_val']}, EMA {optim['ema_decay']}"
+    )
+
+
 def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
     """The release folder + a model card with data, budget, command and held-out scores."""
     from latentpaint.evaluation.classical import worse_metrics
     from latentpaint.inference.checkpoints import load_network, save_release
 
     run_dir = checkpoint.parent.parent
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
     # the held-out scores travel in config.json, so summaries (`latentpaint demo`) can state them
     scores = {
         n: {k: report["results"][n][k] for k in ("ssim", "psnr", "fid")} for n in ("OpenCV Telea", name)
@@ -281,9 +301,8 @@ def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
     card = f"""# latentpaint default model
 
 The model `latentpaint predict`, `latentpaint serve` and `Inpainter.from_pretrained("default")` use when no
-`--model` is given. It is the CPU recipe of docs/quality.md: the thesis generator (LaMa-Fourier at ngf 8,
-resize-convolution upsampling), stage 1 `recipe-autoencoder`, stage 2 `recipe` (latent-control: frozen
-encoder/decoder, mask control, latent L1; pyramid prefill of the hole; cosine schedule, clipping, EMA).
+`--model` is given. It is the CPU recipe of docs/quality.md: the thesis generator (LaMa-Fourier at ngf 8)
+with {describe_run(run_dir)}; stage 1 `recipe-autoencoder`, stage 2 `{args.preset}`.
 
 - Data: {len(train_photos)} training photos ({", ".join(origins)}), listed with source and licence by
   `latentpaint data photos` (sources.json); held-out scenes and desktop wallpapers were never trained on.
@@ -291,7 +310,8 @@ encoder/decoder, mask control, latent L1; pyramid prefill of the hole; cosine sc
   ({report["machine"]["cores"]} cores, torch {report["machine"]["torch"]}); step time measured while other
   jobs shared the machine, so the wall time is an upper bound.
 - Command: `python benchmarks/quality.py --out runs/quality --ship src/latentpaint/weights/default`
-- Masks it was trained for: LaMa's `wide` preset (strokes + boxes) at 128 px crops; evaluated at 256 px.
+- Masks it was trained for: LaMa's `{config["data"]["mask_preset"]}` preset at {config["data"]["size"]} px crops;
+  evaluated at 256 px.
 
 ## Held-out scores
 

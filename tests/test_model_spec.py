@@ -37,7 +37,7 @@ def test_shipped_config_json_reads_and_is_written_back_unchanged():
     text = (resources.files("latentpaint") / "weights" / "default" / "config.json").read_text()
     shipped = json.loads(text)
     spec = ModelSpec.from_dict(shipped)
-    assert spec.prefill == "pyramid" and spec.overrides["upsample"] == "resize"
+    assert spec.prefill == "telea" and spec.output == "residual" and spec.overrides["upsample"] == "resize"
     with torch.device("meta"):
         network = spec.build()
     extra = {k: v for k, v in shipped.items() if k not in spec.to_dict()}

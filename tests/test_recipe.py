@@ -171,7 +171,7 @@ def test_recipe_trains_and_its_checkpoint_holds_the_ema_weights(recipe_autoencod
     )  # same seed and data: only the averaging differs
     network = load_network(tmp_path / "0.5" / "checkpoints" / "last.ckpt")
     assert torch.equal(network.state_dict()["generator.model.5.conv1.ffc.convl2l.weight"], finals[0.5][key])
-    assert network.prefill == "pyramid"
+    assert network.prefill == "telea" and network.output_kind == "residual"
 
 
 def test_gradient_clipping_bounds_the_generator_gradient(recipe_autoencoder, tmp_path, monkeypatch, tiny):
@@ -196,7 +196,8 @@ def test_latent_adversarial_trains_without_decoding(recipe_autoencoder, tmp_path
         raise AssertionError("latent-adversarial must not decode")
 
     monkeypatch.setattr(InpaintingNetwork, "decode", no_decoding)
-    sets = ["trainer.max_steps=2", f"autoencoder={recipe_autoencoder}", "model.overrides={upsample: resize}"]
+    sets = ["trainer.max_steps=2", f"autoencoder={recipe_autoencoder}"]
+    sets.append("model.overrides={upsample: resize, n_downsampling: 2}")  # the recipe autoencoder's
     cfg = tiny.config("latent-adversarial", *sets, size=32)
     final = train(cfg, tmp_path)
     state = load_torch_file(final)["state_dict"]

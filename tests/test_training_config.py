@@ -22,11 +22,11 @@ from latentpaint.training.settings import SECTIONS, RunConfig
 
 # keys a run of an earlier version may lack; reading its config fills them from today's defaults
 NEWER_KEYS = {
-    "model": ["prefill", "refiner_init"],
+    "model": ["prefill", "refiner_init", "output"],
     "data": ["max_short_side"],
     "optim": ["schedule", "warmup_steps", "ema_decay"],
     "trainer": ["gradient_clip_val", "tensorboard"],
-    "loss": ["latent_adversarial", "latent_feature_matching"],
+    "loss": ["latent_adversarial", "latent_feature_matching", "discriminator_ndf"],
 }
 
 
@@ -56,6 +56,7 @@ def test_a_config_written_before_the_newer_keys_reads_with_their_defaults():
             del old[section][key]
     cfg = RunConfig.from_dict(old)
     assert cfg.model.prefill == "none" and cfg.model.refiner_init == "default"  # not the recipe's: absent
+    assert cfg.model.output == "direct" and cfg.loss.discriminator_ndf == 64
     assert cfg.optim.ema_decay == 0.0 and cfg.data.max_short_side is None
     assert "prefill" not in old["model"]  # the dict itself is left as it was
 
