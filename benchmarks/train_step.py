@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -27,9 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).parent))
 from common import PeakRSS, machine, median, sync  # noqa: E402
 
-from latentpaint.models.generator import FFCResNetGenerator  # noqa: E402
 from latentpaint.training.config import apply_overrides, load_preset  # noqa: E402
 from latentpaint.training.inpainting import InpaintingSystem, build_inpainting_system  # noqa: E402
+from latentpaint.training.settings import RunConfig  # noqa: E402
 
 TABLE_5_1 = ["pixel-alpha", "pixel-control", "latent-alpha", "latent-control"]
 TABLE_5_2 = ["lama-full", "lama-full-framework"]
@@ -83,14 +84,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_system(preset: str, args: argparse.Namespace, stage1: dict) -> InpaintingSystem:
-    """`preset`, or `preset+key=value+...` for a variant (e.g. the refiner-only floor below)."""
+def build_system(preset: str, args: argparse.Namespace) -> InpaintingSystem:
+    """`preset`, or `preset+key=value+...` for a variant (e.g. the refiner-only floor below), on an untrained
+    stage-1 autoencoder of the same generator (its weights do not change the arithmetic)."""
     name, *overrides = preset.split("+")
     config = apply_overrides(
         load_preset(name),
         [f"model.arch={args.arch}", f"data.size={args.size}", f"data.batch_size={args.batch}",
          "loss.perceptual_weights=random", *overrides],  # untrained backbone: same arithmetic as real weights
     )  # fmt: skip
+    stage1 = RunConfig.from_dict(config).model.spec.autoencoder_generator().state_dict()
     return build_inpainting_system(config, stage1)
 
 
@@ -126,7 +129,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    presets = args.presets.split(",") + (TABLE_5_2 if args.with_lama_full else [])
+    # commas inside {...} belong to a YAML value (PRESET+model.overrides={a: 1, b: 2}), not the list
+    presets = re.split(r",(?![^{]*})", args.presets) + (TABLE_5_2 if args.with_lama_full else [])
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     batch = {
@@ -134,8 +138,7 @@ def main(argv=None) -> dict:
         "mask": torch.zeros(args.batch, 1, args.size, args.size),
     }
     batch["mask"][..., args.size // 4 : 3 * args.size // 4, args.size // 4 : args.size // 2] = 1
-    stage1 = FFCResNetGenerator(**{**load_generator_config(args.arch), "input_nc": 3}).state_dict()
-    systems = {p: build_system(p, args, stage1) for p in presets}
+    systems = {p: build_system(p, args) for p in presets}
     # before any training step: loader workers forked from a process whose OpenMP pool has run can hang
     data_ips = time_data_pipeline(args) if args.data else None
 
@@ -175,12 +178,6 @@ def main(argv=None) -> dict:
     else:
         print_table(results)
     return results
-
-
-def load_generator_config(arch: str) -> dict:
-    from latentpaint.models.registry import create_generator
-
-    return create_generator(arch).config
 
 
 def print_table(results: dict) -> None:

@@ -29,7 +29,9 @@ def test_shipped_model_is_a_small_release_with_a_model_card():
     folder = shipped_model_dir("default")
     assert (folder / "model.safetensors").stat().st_size < 8 * 2**20
     config = json.loads((folder / "config.json").read_text())
-    assert config["mask_mode"] == "control" and config["prefill"] == "telea" and config["output"] == "residual"
+    assert (
+        config["mask_mode"] == "control" and config["prefill"] == "telea" and config["output"] == "residual"
+    )
     card = (folder / "MODEL_CARD.md").read_text()
     assert "OpenCV Telea" in card and "Held-out scores" in card
     # the held-out verdict summaries print is derived from the scores recorded with the model
