@@ -98,9 +98,8 @@ class ModelSpec:
             "prefill": self.prefill,
             "overrides": dict(self.overrides),
         }
-        if (
-            self.output != "direct"
-        ):  # absent means direct: releases written before the option stay as they are
+        # absent means direct, so releases written before the option read and write back unchanged
+        if self.output != "direct":
             nested["output"] = self.output
         return nested
 
