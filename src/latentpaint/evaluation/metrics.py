@@ -1,21 +1,10 @@
 """Moved to latentpaint.metrics.suite (FID's names to metrics.fid, weight files to metrics.weight_files);
-re-exported here so old imports keep working."""
+re-exported here so old imports keep working. FID's and the weight files' names come through their own
+old modules (evaluation/fid.py, evaluation/weight_files.py), so each moved name is listed once."""
 
-from latentpaint.metrics.fid import (  # noqa: F401
-    FID_FEATURES,
-    FID_HELPER_PIN,
-    INCEPTION_SIZE,
-    PYTORCH_FID_FILE,
-    PYTORCH_FID_URL,
-    TORCH_FIDELITY_PIN,
-    FidHelperInception,
-    PytorchFidInception,
-    StandInFeatures,
-    _inception_input,
-    create_fid_feature,
-    fid_helper_model_path,
-    frechet_distance,
-)
+from latentpaint.evaluation.fid import *  # noqa: F403 - every name evaluation.metrics offered before
+from latentpaint.evaluation.weight_files import *  # noqa: F403
+from latentpaint.metrics.fid import _inception_input  # noqa: F401 - private, but importable here before
 from latentpaint.metrics.suite import (  # noqa: F401
     METRICS,
     PSNR_MIN_MSE,
@@ -30,10 +19,4 @@ from latentpaint.metrics.suite import (  # noqa: F401
     create_lpips,
     psnr,
     ssim,
-)
-from latentpaint.metrics.weight_files import (  # noqa: F401
-    find_weight_file,
-    hub_checkpoints_dir,
-    missing_file_error,
-    torch_hub_holding,
 )
