@@ -241,9 +241,8 @@ def main() -> int:
     return 0
 
 
-def describe_run(run_dir: Path) -> str:
-    """What a stage-2 run is, read from its config.yaml (so the model card never describes another recipe)."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+def describe_run(config: dict) -> str:
+    """What a stage-2 run is, from its config (so the model card never describes another recipe)."""
     m, loss, optim = config["model"], config["loss"], config["optim"]
     terms = {"l1_known": "L1 known", "l1_missing": "L1 hole", "adversarial": "GAN", "feature_matching": "FM"}
     pixel = ", ".join(f"{label} {loss[k]:g}" for k, label in terms.items() if loss[k] > 0)
@@ -302,7 +301,7 @@ def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
 
 The model `latentpaint predict`, `latentpaint serve` and `Inpainter.from_pretrained("default")` use when no
 `--model` is given. It is the CPU recipe of docs/quality.md: the thesis generator (LaMa-Fourier at ngf 8)
-with {describe_run(run_dir)}; stage 1 `recipe-autoencoder`, stage 2 `{args.preset}`.
+with {describe_run(config)}; stage 1 `recipe-autoencoder`, stage 2 `{args.preset}`.
 
 - Data: {len(train_photos)} training photos ({", ".join(origins)}), listed with source and licence by
   `latentpaint data photos` (sources.json); held-out scenes and desktop wallpapers were never trained on.
