@@ -124,18 +124,19 @@ def fill_with_opencv(method: str, images: np.ndarray, masks: np.ndarray) -> np.n
 
 def train_recipe(args, photos: Path) -> dict[str, Path]:
     """Stage 1 once, stage 2 per seed; finished runs are reused (the runs are resumable too)."""
-    from latentpaint.training.config import apply_overrides, load_preset
-    from latentpaint.training.runner import last_checkpoint, train
+    from latentpaint.training.callbacks import last_checkpoint
+    from latentpaint.training.presets import load_preset
+    from latentpaint.training.runner import train
 
     def run(name: str, preset: str, sets: list[str]) -> Path:
         out = args.out / name
         final = last_checkpoint(out)
         if (out / "done").is_file():
             return final
-        config = apply_overrides(load_preset(preset), [f"data.train={photos / 'train'}", *sets])
+        cfg = load_preset(preset, [f"data.train={photos / 'train'}", *sets])
         resume = final if final.is_file() else None
         start = time.perf_counter()
-        train(config, out, resume)
+        train(cfg, out, resume)
         (out / "done").write_text(f"{time.perf_counter() - start:.0f} s wall for this invocation\n")
         return final
 
@@ -241,20 +242,21 @@ def main() -> int:
     return 0
 
 
-def describe_run(config: dict) -> str:
-    """What a stage-2 run is, from its config (so the model card never describes another recipe)."""
-    m, loss, optim = config["model"], config["loss"], config["optim"]
+def describe_run(cfg) -> str:
+    """What a stage-2 run is, from its `RunConfig` (so the model card never describes another recipe)."""
+    m, loss, optim = cfg.model, cfg.loss, cfg.optim
     terms = {"l1_known": "L1 known", "l1_missing": "L1 hole", "adversarial": "GAN", "feature_matching": "FM"}
-    pixel = ", ".join(f"{label} {loss[k]:g}" for k, label in terms.items() if loss[k] > 0)
-    losses = {"pixel": pixel, "latent": f"latent L1 {loss['latent_weight']:g}"}
-    used = [losses[k] for k in ("pixel", "latent") if loss["mode"] in (k, "both")]
-    output = {"direct": "D(R(z))", "residual": "prefill + D(R(z)) - D(z)"}[m.get("output", "direct")]
+    weights = {k: getattr(loss, k) for k in terms}
+    pixel = ", ".join(f"{label} {weights[k]:g}" for k, label in terms.items() if weights[k] > 0)
+    losses = {"pixel": pixel, "latent": f"latent L1 {loss.latent_weight:g}"}
+    used = [losses[k] for k in ("pixel", "latent") if loss.mode in (k, "both")]
+    output = {"direct": "D(R(z))", "residual": "prefill + D(R(z)) - D(z)"}[m.output]
     return (
-        f"generator overrides {m['overrides']}; "
-        f"{'frozen' if m['freeze_autoencoder'] else 'trained'} encoder/decoder, mask {m['mask_mode']}, "
-        f"{m['prefill']} prefill of the hole, output {output}, {m['refiner_init']} refiner start; "
-        f"losses: {'; '.join(used)}; {config['trainer']['max_steps']} steps, {optim['schedule']} schedule, "
-        f"clipping {config['trainer']['gradient_clip_val']}, EMA {optim['ema_decay']}"
+        f"generator overrides {m.overrides}; "
+        f"{'frozen' if m.freeze_autoencoder else 'trained'} encoder/decoder, mask {m.mask_mode}, "
+        f"{m.prefill} prefill of the hole, output {output}, {m.refiner_init} refiner start; "
+        f"losses: {'; '.join(used)}; {cfg.trainer.max_steps} steps, {optim.schedule} schedule, "
+        f"clipping {cfg.trainer.gradient_clip_val}, EMA {optim.ema_decay}"
     )
 
 
@@ -262,9 +264,10 @@ def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
     """The release folder + a model card with data, budget, command and held-out scores."""
     from latentpaint.evaluation.classical import worse_metrics
     from latentpaint.inference.checkpoints import load_network, save_release
+    from latentpaint.training.config import RunConfig
 
     run_dir = checkpoint.parent.parent
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = RunConfig.read(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
     # the held-out scores travel in config.json, so summaries (`latentpaint demo`) can state them
     scores = {
         n: {k: report["results"][n][k] for k in ("ssim", "psnr", "fid")} for n in ("OpenCV Telea", name)
@@ -301,7 +304,7 @@ def ship(args, checkpoint: Path, name: str, report: dict, table: str) -> None:
 
 The model `latentpaint predict`, `latentpaint serve` and `Inpainter.from_pretrained("default")` use when no
 `--model` is given. It is the CPU recipe of docs/quality.md: the thesis generator (LaMa-Fourier at ngf 8)
-with {describe_run(config)}; stage 1 `recipe-autoencoder`, stage 2 `{args.preset}`.
+with {describe_run(cfg)}; stage 1 `recipe-autoencoder`, stage 2 `{args.preset}`.
 
 - Data: {len(train_photos)} training photos ({", ".join(origins)}), listed with source and licence by
   `latentpaint data photos` (sources.json); held-out scenes and desktop wallpapers were never trained on.
@@ -309,7 +312,7 @@ with {describe_run(config)}; stage 1 `recipe-autoencoder`, stage 2 `{args.preset
   ({report["machine"]["cores"]} cores, torch {report["machine"]["torch"]}); step time measured while other
   jobs shared the machine, so the wall time is an upper bound.
 - Command: `python benchmarks/quality.py --out runs/quality --ship src/latentpaint/weights/default`
-- Masks it was trained for: LaMa's `{config["data"]["mask_preset"]}` preset at {config["data"]["size"]} px crops;
+- Masks it was trained for: LaMa's `{cfg.data.mask_preset}` preset at {cfg.data.size} px crops;
   evaluated at 256 px.
 
 ## Held-out scores

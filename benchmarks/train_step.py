@@ -28,9 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).parent))
 from common import PeakRSS, machine, median, sync  # noqa: E402
 
-from latentpaint.training.config import apply_overrides, load_preset  # noqa: E402
 from latentpaint.training.inpainting import InpaintingSystem, build_inpainting_system  # noqa: E402
-from latentpaint.training.settings import RunConfig  # noqa: E402
+from latentpaint.training.presets import load_preset  # noqa: E402
 
 TABLE_5_1 = ["pixel-alpha", "pixel-control", "latent-alpha", "latent-control"]
 TABLE_5_2 = ["lama-full", "lama-full-framework"]
@@ -88,13 +87,13 @@ def build_system(preset: str, args: argparse.Namespace) -> InpaintingSystem:
     """`preset`, or `preset+key=value+...` for a variant (e.g. the refiner-only floor below), on an untrained
     stage-1 autoencoder of the same generator (its weights do not change the arithmetic)."""
     name, *overrides = preset.split("+")
-    config = apply_overrides(
-        load_preset(name),
+    cfg = load_preset(
+        name,
         [f"model.arch={args.arch}", f"data.size={args.size}", f"data.batch_size={args.batch}",
          "loss.perceptual_weights=random", *overrides],  # untrained backbone: same arithmetic as real weights
     )  # fmt: skip
-    stage1 = RunConfig.from_dict(config).model.spec.autoencoder_generator().state_dict()
-    return build_inpainting_system(config, stage1)
+    stage1 = cfg.model.spec.autoencoder_generator().state_dict()
+    return build_inpainting_system(cfg, stage1)
 
 
 def run_steps(system: InpaintingSystem, batch: dict, steps: int, device: str) -> list[float]:

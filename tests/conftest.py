@@ -25,11 +25,11 @@ class TinyRun:
         """The `--set` values of a tiny run at `size` px, then `extra` (which win)."""
         return [f"data.size={size}", *self.SETS, *extra]
 
-    def config(self, preset: str, *extra: str, size: int = 64) -> dict:
-        """The run config of `preset` made tiny, with `extra` overrides on top."""
-        from latentpaint.training.config import apply_overrides, load_preset
+    def config(self, preset: str, *extra: str, size: int = 64):
+        """The run config (`RunConfig`) of `preset` made tiny, with `extra` overrides on top."""
+        from latentpaint.training.presets import load_preset
 
-        return apply_overrides(load_preset(preset), self.sets(*extra, size=size))
+        return load_preset(preset, self.sets(*extra, size=size))
 
 
 @pytest.fixture(scope="session")

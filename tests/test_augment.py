@@ -9,7 +9,7 @@ import torch
 from latentpaint.data.augment import create_augmentation, lama_distortions
 from latentpaint.data.datasets import TrainingDataset
 from latentpaint.errors import LatentpaintError
-from latentpaint.training.config import apply_overrides, load_preset, validate_config
+from latentpaint.training.presets import load_preset
 
 
 @pytest.fixture
@@ -52,11 +52,11 @@ def test_dataset_items_are_deterministic_and_augmented(textured_folder):
 
 
 def test_config_key_and_presets():
-    assert load_preset("pixel-alpha")["data"]["augmentation"] == "none"
-    assert load_preset("lama-full")["data"]["augmentation"] == "distortions"
-    assert load_preset("lama-full-framework")["data"]["augmentation"] == "distortions"
+    assert load_preset("pixel-alpha").data.augmentation == "none"
+    assert load_preset("lama-full").data.augmentation == "distortions"
+    assert load_preset("lama-full-framework").data.augmentation == "distortions"
     with pytest.raises(LatentpaintError, match="data.augmentation"):
-        validate_config(apply_overrides(load_preset("pixel-alpha"), ["data.augmentation=rotate"]))
+        load_preset("pixel-alpha", ["data.augmentation=rotate"])
     with pytest.raises(LatentpaintError, match="unknown data.augmentation"):
         create_augmentation("rotate", 32)
     assert create_augmentation("none", 32) is None

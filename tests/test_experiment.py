@@ -15,7 +15,8 @@ from latentpaint.data.images import save_image
 from latentpaint.evaluation.tables import PRESETS, TABLES
 from latentpaint.inference.checkpoints import load_torch_file
 from latentpaint.training import runner
-from latentpaint.training.config import apply_overrides, load_preset
+from latentpaint.training.config import RunConfig
+from latentpaint.training.presets import apply_overrides, load_preset
 
 TABLE_5_1 = ("pixel-alpha", "pixel-control", "latent-alpha", "latent-control")
 FAST = [
@@ -122,7 +123,7 @@ def test_table_5_1_end_to_end_then_skips_finished_runs_and_resumes_a_killed_one(
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     for path in sorted(run_dir.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
-    runner.train(apply_overrides(config, ["trainer.max_steps=1"]), run_dir)
+    runner.train(apply_overrides(RunConfig.read(config), ["trainer.max_steps=1"]), run_dir)
     assert load_torch_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 1
 
     assert main(argv) == 0
@@ -244,17 +245,17 @@ def test_lama_folder_is_checked_before_training(data, tmp_path, capsys):
 @pytest.mark.parametrize("preset", sorted({p for rows in TABLES.values() for p in rows}))
 def test_each_row_says_what_its_preset_is_and_the_yaml_agrees(preset):
     """The table's words are written once per preset; this catches a preset YAML that drifts from them."""
-    said, config = PRESETS[preset], load_preset(preset)
-    model, loss = config["model"], config["loss"]
-    assert said.mask.split(",")[0] == model["mask_mode"]
-    assert ("delta refiner" in said.mask) == bool(model["delta"])
-    assert (said.encoder_decoder == "trainable") == (not model["freeze_autoencoder"])
-    assert ("stem trainable" in said.encoder_decoder) == bool(model["train_first_conv"])
-    assert ("pixel L1" in said.loss) == (loss["mode"] in ("pixel", "both"))
-    assert ("latent L1" in said.loss) == (loss["mode"] in ("latent", "both"))
-    assert ("perceptual" in said.loss) == (loss["perceptual"] > 0)
-    assert ("adversarial" in said.loss) == (loss["adversarial"] > 0)
+    said, cfg = PRESETS[preset], load_preset(preset)
+    model, loss = cfg.model, cfg.loss
+    assert said.mask.split(",")[0] == model.mask_mode
+    assert ("delta refiner" in said.mask) == model.delta
+    assert (said.encoder_decoder == "trainable") == (not model.freeze_autoencoder)
+    assert ("stem trainable" in said.encoder_decoder) == model.train_first_conv
+    assert ("pixel L1" in said.loss) == loss.use_pixel
+    assert ("latent L1" in said.loss) == loss.use_latent
+    assert ("perceptual" in said.loss) == (loss.perceptual > 0)
+    assert ("adversarial" in said.loss) == (loss.adversarial > 0)
     # a single plain L1 is logged under its own name; a sum only as the total
-    plain = {"pixel": "train/l1", "latent": "train/latent_l1"}.get(loss["mode"])
-    alone = loss["adversarial"] == 0 and loss["perceptual"] == 0
+    plain = {"pixel": "train/l1", "latent": "train/latent_l1"}.get(loss.mode)
+    alone = loss.adversarial == 0 and loss.perceptual == 0
     assert said.curve[0] == (plain if alone else "train/loss")

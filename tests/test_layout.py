@@ -32,8 +32,9 @@ FLOORS = {
 # no known upward imports: validation during training (--val-data) scores with metrics/ (floor 2) and
 # predicts with models/apply.py (floor 1), the step the Inpainter runs too. Any upward import fails
 KNOWN_UPWARD: set[tuple[str, str]] = set()
-# no known circles: the training-parts work (issue 10 items 2-3) moved REFINER_INITS and SCHEDULES into
-# training/rules.py and a run folder's checkpoint names into training/callbacks.py
+# no known circles: the choices of model.refiner_init live in models/refiner_init.py and those of
+# optim.schedule in training/optim.py, below the config that asks them; a run folder's checkpoint names
+# live in training/callbacks.py
 KNOWN_CIRCLE: set[tuple[str, str]] = set()
 # command modules: only the entry point (latentpaint.cli) loads them, by name
 COMMANDS = ("cli", "experiment_cli", "demo", "__main__")

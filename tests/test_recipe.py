@@ -16,7 +16,6 @@ from latentpaint.models.network import InpaintingNetwork, ModelSpec
 from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator
 from latentpaint.training import inpainting
-from latentpaint.training.config import validate_config
 from latentpaint.training.optim import schedule_factor
 from latentpaint.training.runner import train
 
@@ -126,7 +125,7 @@ def test_resize_upsampling_has_no_checkerboard_on_a_flat_latent():
 
 # -- identity refiner -----------------------------------------------------------------------------------
 def test_identity_refiner_starts_as_the_identity(rng_images):
-    from latentpaint.training.inpainting import init_refiner_as_identity
+    from latentpaint.models.refiner_init import init_refiner_as_identity
 
     net = InpaintingNetwork("thesis", "control", prefill="pyramid").train()
     init_refiner_as_identity(net)
@@ -274,8 +273,8 @@ def test_pixel_loss_on_the_residual_output_reaches_the_identity_refiner(recipe_a
     # identity init sets these BN scales to exactly 0: two steps of the pixel loss move them
     assert state["network.generator.model.5.conv2.bn_l.weight"].abs().max() > 0
     assert load_network(final).output_kind == "residual"
-    with pytest.raises(LatentpaintError, match="prefill"):
-        train(tiny.config("recipe", *sets, "model.prefill=none", size=32), tmp_path / "bad")
+    with pytest.raises(LatentpaintError, match="prefill"):  # refused where the config is read
+        tiny.config("recipe", *sets, "model.prefill=none", size=32)
 
 
 def test_discriminator_width_is_a_loss_setting(recipe_autoencoder, tmp_path, tiny):
@@ -289,4 +288,4 @@ def test_discriminator_width_is_a_loss_setting(recipe_autoencoder, tmp_path, tin
     state = load_torch_file(train(tiny.config("recipe", *sets, size=32), tmp_path))["state_dict"]
     assert state["discriminator.model0.0.weight"].shape[0] == 8  # LaMa's default would be 64
     with pytest.raises(LatentpaintError, match="discriminator_ndf"):
-        validate_config(tiny.config("recipe", "loss.discriminator_ndf=0"))
+        tiny.config("recipe", "loss.discriminator_ndf=0")

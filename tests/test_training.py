@@ -11,17 +11,15 @@ import torch
 from latentpaint.cli import main
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import load_torch_file, read_training_checkpoint
-from latentpaint.training.config import apply_overrides, list_presets, load_preset
 from latentpaint.training.inpainting import InpaintingSystem, build_inpainting_system, load_autoencoder_state
+from latentpaint.training.presets import list_presets, load_preset
 from latentpaint.training.runner import train
 from latentpaint.viz.figures import read_metric
 
 LOG_EVERY_STEP = "trainer.log_every_n_steps=1"
 # stage-2 presets that start from the plain `autoencoder` preset (the recipe's own pair: test_recipe.py)
 STAGE2 = [
-    p
-    for p in list_presets()
-    if load_preset(p)["stage"] == "inpainting" and not load_preset(p)["model"]["overrides"]
+    p for p in list_presets() if load_preset(p).stage == "inpainting" and not load_preset(p).model.overrides
 ]
 
 
@@ -36,16 +34,16 @@ def test_presets_cover_the_thesis_rows():
         "pixel-alpha", "pixel-control", "latent-alpha", "latent-control",
         "lama-full", "lama-full-framework", "latent-control-delta",
     }  # fmt: skip
-    assert load_preset("latent-control-delta")["model"]["delta"] is True  # `base:` chains resolve
-    assert load_preset("lama-full-framework")["loss"]["latent_weight"] == pytest.approx(1e-3)
+    assert load_preset("latent-control-delta").model.delta is True  # `base:` chains resolve
+    assert load_preset("lama-full-framework").loss.latent_weight == pytest.approx(1e-3)
     # LaMa clips gradients at 1; the framework row inherits it, the appendix's pixel row is a delta refiner
-    assert load_preset("lama-full-framework")["trainer"]["gradient_clip_val"] == 1.0
-    assert load_preset("pixel-alpha-delta")["model"]["delta"] is True
+    assert load_preset("lama-full-framework").trainer.gradient_clip_val == 1.0
+    assert load_preset("pixel-alpha-delta").model.delta is True
 
 
 def test_unknown_config_key_is_an_error():
     with pytest.raises(LatentpaintError, match="data.sise"):
-        apply_overrides(load_preset("latent-control"), ["data.sise=64"])
+        load_preset("latent-control", ["data.sise=64"])
 
 
 def test_autoencoder_checkpoint_holds_generator_and_config(autoencoder_ckpt):
@@ -196,10 +194,17 @@ def test_non_finite_loss_stops_with_step_in_message(autoencoder_ckpt, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loss.latent_weight" in err[0] and "nan" in err[0]
     # ... and the loss guard still stops a run whose loss becomes NaN anyway, naming the step
-    import latentpaint.training.runner as runner
+    import latentpaint.training.cli as train_cli
 
-    monkeypatch.setattr(runner, "validate_config", lambda config: config)
-    code = main(args)
+    resolve = train_cli.resolve_config
+
+    def with_nan_weight(parsed):
+        cfg, out, resume = resolve(parsed)
+        loss = cfg.loss.model_copy(update={"latent_weight": float("nan")})  # past the config's checks
+        return cfg.model_copy(update={"loss": loss}), out, resume
+
+    monkeypatch.setattr(train_cli, "resolve_config", with_nan_weight)
+    code = main(args[:-1])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "step" in err[0] and "nan" in err[0]
 

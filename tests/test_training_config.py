@@ -1,24 +1,17 @@
-"""training/config.py, rules.py and settings.py: the config dict, its rules and its typed reading agree."""
+"""training/config.py and presets.py: one typed declaration per key, read once, wrong values as one line."""
 
 import argparse
-import dataclasses
+import json
 
+import pydantic
 import pytest
 import torch
+import yaml
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.training.config import (
-    DEFAULTS,
-    HARDWARE,
-    RULES,
-    apply_hardware,
-    apply_overrides,
-    flatten,
-    load_preset,
-    validate_config,
-)
+from latentpaint.training.config import SECTIONS, RunConfig, schema
 from latentpaint.training.inpainting import build_inpainting_system
-from latentpaint.training.settings import SECTIONS, RunConfig
+from latentpaint.training.presets import HARDWARE, apply_hardware, apply_overrides, load_preset, save_config
 
 # keys a run of an earlier version may lack; reading its config fills them from today's defaults
 NEWER_KEYS = {
@@ -30,48 +23,60 @@ NEWER_KEYS = {
 }
 
 
-def test_every_default_has_a_rule_and_a_typed_field():
-    keys = dict(flatten(DEFAULTS))
-    assert set(keys) == set(RULES)
-    typed = {f"{name}.{f.name}" for name, kind in SECTIONS.items() for f in dataclasses.fields(kind)}
-    assert typed == {k for k in keys if "." in k}
-    assert {f.name for f in dataclasses.fields(RunConfig)} == {k.split(".")[0] for k in keys}
+def test_every_key_is_declared_once_with_a_description():
+    properties = schema()["properties"]
+    assert set(SECTIONS) <= set(properties) and {"stage", "seed", "autoencoder"} <= set(properties)
+    for name, section in {"": RunConfig, **SECTIONS}.items():
+        for key, field in section.model_fields.items():
+            assert field.description, f"{name}.{key} has no description"
+    assert set(RunConfig().flat()) == {
+        f"{name}.{key}" for name, section in SECTIONS.items() for key in section.model_fields
+    } | {"stage", "seed", "autoencoder"}
 
 
-def test_typed_config_reads_the_dict_a_preset_resolves_to():
-    config = load_preset("lama-full-framework")
-    cfg = RunConfig.from_dict(config)
-    assert cfg.loss.latent_weight == config["loss"]["latent_weight"] == pytest.approx(1e-3)
+def test_typed_config_reads_what_a_preset_states():
+    cfg = load_preset("lama-full-framework")
+    assert cfg.loss.latent_weight == pytest.approx(1e-3)
     assert cfg.trainer.gradient_clip_val == 1.0 and cfg.optim.betas == (0.9, 0.999)
     assert cfg.loss.use_latent and cfg.loss.use_pixel
-    assert cfg.model.spec.mask_mode == config["model"]["mask_mode"]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    assert cfg.model.spec.mask_mode == "control"
+    assert cfg.optimiser.gradient_clip_val == 1.0 and cfg.optimiser.max_steps == cfg.trainer.max_steps
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.loss.latent_weight = 2.0
 
 
 def test_a_config_written_before_the_newer_keys_reads_with_their_defaults():
-    old = load_preset("recipe")
+    old = load_preset("recipe").to_dict()
     for section, keys in NEWER_KEYS.items():
         for key in keys:
             del old[section][key]
-    cfg = RunConfig.from_dict(old)
+    old["trainer"]["precision"] = 32  # how YAML read Lightning's short name
+    cfg = RunConfig.read(old)
     assert cfg.model.prefill == "none" and cfg.model.refiner_init == "default"  # not the recipe's: absent
     assert cfg.model.output == "direct" and cfg.loss.discriminator_ndf == 64
     assert cfg.optim.ema_decay == 0.0 and cfg.data.max_short_side is None
+    assert cfg.trainer.precision == "32-true"
     assert "prefill" not in old["model"]  # the dict itself is left as it was
 
 
+def test_the_saved_config_is_a_plain_yaml_dict_that_reads_back(tmp_path):
+    cfg = load_preset("recipe", ["model.overrides={n_blocks: 2}", "trainer.devices=[0, 1]"])
+    save_config(cfg, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["optim"]["betas"] == [0.9, 0.999] and saved["model"]["overrides"] == {"n_blocks": 2}
+    assert RunConfig.read(saved) == cfg
+
+
 def test_hardware_flags_parse_once_for_every_command():
-    config = load_preset("autoencoder")
-    changed = apply_hardware(config, accelerator="cpu", devices="2", strategy=None)
-    assert changed["trainer"]["devices"] == 2 and changed["trainer"]["accelerator"] == "cpu"
-    assert changed["trainer"]["strategy"] == config["trainer"]["strategy"]
-    assert apply_hardware(config, devices="0,1")["trainer"]["devices"] == "0,1"
-    assert config["trainer"]["devices"] == DEFAULTS["trainer"]["devices"]  # the input is not changed
-    validate_config(changed)
+    cfg = load_preset("autoencoder")
+    changed = apply_hardware(cfg, accelerator="cpu", devices="2", strategy=None)
+    assert changed.trainer.devices == 2 and changed.trainer.accelerator == "cpu"
+    assert changed.trainer.strategy == cfg.trainer.strategy
+    assert apply_hardware(cfg, devices="0,1").trainer.devices == "0,1"
+    assert cfg.trainer.devices == 1  # the input is not changed
     with pytest.raises(ValueError, match="hardware"):
-        apply_hardware(config, precision="16")
-    assert set(HARDWARE) <= set(config["trainer"])
+        apply_hardware(cfg, precision="16")
+    assert set(HARDWARE) <= set(type(cfg.trainer).model_fields)
 
 
 def test_train_command_sets_hardware_through_the_same_rule(tmp_path):
@@ -81,30 +86,106 @@ def test_train_command_sets_hardware_through_the_same_rule(tmp_path):
         stage="autoencoder", config=None, out=str(tmp_path), resume=None, set=[], autoencoder=None,
         data=None, val_data=None, accelerator="cpu", devices="3", num_nodes=None, strategy="ddp",
     )  # fmt: skip
-    config, _, _ = resolve_config(args)
-    assert config["trainer"]["devices"] == 3 and config["trainer"]["strategy"] == "ddp"
+    cfg, _, _ = resolve_config(args)
+    assert cfg.trainer.devices == 3 and cfg.trainer.strategy == "ddp"
 
 
 def test_generator_overrides_are_one_value():
-    config = apply_overrides(load_preset("recipe"), ["model.overrides={n_blocks: 2}"])
-    flat = dict(flatten(config))
-    assert flat["model.overrides"] == {"n_blocks": 2}  # replaced whole, not merged with the preset's
-    assert not any(k.startswith("model.overrides.") for k in flat)
+    cfg = load_preset("recipe", ["model.overrides={n_blocks: 2}"])
+    assert cfg.flat()["model.overrides"] == {"n_blocks": 2}  # replaced whole, not merged with the preset's
+    assert not any(k.startswith("model.overrides.") for k in cfg.flat())
+    assert apply_overrides(cfg, ["model.overrides.ngf=16"]).model.overrides == {"ngf": 16}
 
 
-def test_rules_reject_with_what_the_value_should_be():
-    with pytest.raises(LatentpaintError, match="loss.latent_weight.*finite number"):
-        validate_config(apply_overrides(load_preset("latent-control"), ["loss.latent_weight=.inf"]))
-    with pytest.raises(LatentpaintError, match="trainer.devices"):
-        validate_config(apply_hardware(load_preset("latent-control"), devices="gpu0"))
+@pytest.mark.parametrize(
+    "sets, words",
+    [
+        (["loss.latent_weight=.inf"], ["'loss.latent_weight' must be a finite number >= 0", "not inf"]),
+        (["data.batch_size=abc"], ["'data.batch_size' must be an integer from 1 to 4096", "not 'abc'"]),
+        (["data.batch_size=8.0"], ["'data.batch_size' must be an integer", "not 8.0"]),
+        (["trainer.progress_bar=1"], ["'trainer.progress_bar' must be true or false, not 1"]),
+        (["optim.betas=[0.9, 1]"], ["'optim.betas' must be a list of 2 values", "< 1", "[0.9, 1]"]),
+        (["data.max_short_side=3"], ["'data.max_short_side' must be an integer from 8 to 16384 or null"]),
+        (["model.arch=nope"], ["'model.arch' must be one of big-lama, lama-fourier, thesis"]),
+        (["model.prefill=nope"], ["'model.prefill' must be one of none, pyramid, telea"]),
+        (["data.mask_preset=nope"], ["'data.mask_preset' must be one of", "thick_256", "wide"]),
+        (["trainer.devices=gpu0"], ["'trainer.devices' must be a number of devices", "'gpu0'"]),
+        (["model.overrides={ngf: 0}"], ["'model.overrides': generator ngf is 0, outside the supported"]),
+        (["data.sise=64"], ["unknown key 'data.sise'"]),
+        (["loss=3"], ["'loss' must be a mapping"]),
+        (["model.output=residual"], ["model.output residual", "set model.prefill"]),
+        (["loss.adversarial=1", "trainer.precision=16-mixed"], ["not 16-mixed"]),
+    ],
+)
+def test_a_wrong_value_is_one_line_with_the_key_the_value_and_what_is_allowed(sets, words):
+    with pytest.raises(LatentpaintError) as error:
+        load_preset("latent-control", sets)
+    message = str(error.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, (word, message)
 
 
-# -- the stage-2 system is built from the config in one place -------------------------------------------
+@pytest.mark.parametrize("given, expected", [(32, "32-true"), ("16", "16-mixed"), ("bf16", "bf16-mixed")])
+def test_precision_takes_lightnings_short_names(given, expected):
+    assert load_preset("autoencoder", [f"trainer.precision={given}"]).trainer.precision == expected
+
+
+@pytest.mark.parametrize("half", ["16-true", "bf16-true"])
+def test_pure_half_precision_is_refused(half):
+    with pytest.raises(LatentpaintError, match=rf"'trainer.precision' must be one of 32-true.*not '{half}'"):
+        load_preset("autoencoder", [f"trainer.precision={half}"])
+
+
+def test_a_saved_config_of_another_project_is_one_line():
+    with pytest.raises(LatentpaintError, match=r"^run.ckpt: config has unknown key 'lr'$"):
+        RunConfig.read({"lr": 0.1}, "run.ckpt: config")
+    with pytest.raises(LatentpaintError, match="must be a mapping"):
+        RunConfig.read(["stage"], "run.ckpt: config")
+
+
+def test_a_preset_alias_bomb_is_refused_without_expanding_it(tmp_path):
+    # a billion laughs under known keys: 10^9 values if anything walked the aliases
+    anchors = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("data: {train: builtin}\nmodel:\n  overrides:\n" + "".join(f"    {a}\n" for a in anchors))
+    with pytest.raises(LatentpaintError, match="'model.overrides': unknown generator argument 'a0'"):
+        load_preset(str(bomb))
+    bomb.write_text("data:\n  val: &a0 [x, x, x, x, x, x, x, x, x, x]\n  train: &a1 [*a0, *a0, *a0, *a0]\n")
+    with pytest.raises(LatentpaintError, match="'data.train' must be a non-empty string"):
+        load_preset(str(bomb))
+
+
+def test_a_preset_over_a_megabyte_is_not_read(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 1_100_000 + "\nseed: 1\n")
+    with pytest.raises(LatentpaintError, match="bytes"):
+        load_preset(str(big))
+
+
+def test_the_schema_prints_every_key(capsys):
+    from latentpaint.cli import main
+
+    assert main(["config", "--schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    loss = printed["$defs"]["LossConfig"]["properties"]["latent_weight"]
+    assert loss["default"] == 1.0 and loss["minimum"] == 0 and loss["description"]
+    assert printed["$defs"]["ModelConfig"]["properties"]["arch"]["enum"] == [
+        "big-lama",
+        "lama-fourier",
+        "thesis",
+    ]
+    assert main(["config", "--preset", "lama-full-framework", "--set", "data.size=64"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["loss"]["latent_weight"] == pytest.approx(1e-3) and resolved["data"]["size"] == 64
+
+
+# -- the stage-2 system is built from the typed config in one place ---------------------------------------
 def _system(preset: str, *sets: str):
-    config = apply_overrides(load_preset(preset), ["loss.perceptual_weights=random", *sets])
-    cfg = RunConfig.from_dict(config)
+    cfg = load_preset(preset, ["loss.perceptual_weights=random", *sets])
     state = cfg.model.spec.autoencoder_generator().state_dict()
-    return config, build_inpainting_system(config, state)
+    return cfg, build_inpainting_system(cfg, state)
 
 
 @pytest.mark.parametrize(
@@ -112,13 +193,13 @@ def _system(preset: str, *sets: str):
 )
 def test_system_parts_follow_the_config(preset):
     small = "{n_blocks: 1, upsample: resize}" if preset == "latent-adversarial" else "{n_blocks: 1}"
-    config, system = _system(preset, f"model.overrides={small}")
-    loss = RunConfig.from_dict(config).loss
+    cfg, system = _system(preset, f"model.overrides={small}")
+    loss = cfg.loss
     assert (system.target_encoder is not None) == loss.use_latent
     assert (system.discriminator is not None) == (loss.adversarial > 0)
     assert (system.latent_discriminator is not None) == (loss.latent_adversarial > 0)
     assert (system.perceptual is not None) == (loss.perceptual > 0)
-    assert system.losses == loss and system.hparams["config"] == config  # what checkpoints record
+    assert system.losses is loss and system.hparams["config"] == cfg.to_dict()  # what checkpoints record
     assert not any(p.requires_grad for p in system.target_encoder.parameters()) if loss.use_latent else True
     assert len(system.configure_optimizers()[0]) == 1 + len(system.discriminators())
 

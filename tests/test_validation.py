@@ -12,7 +12,7 @@ from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import load_torch_file
 from latentpaint.metrics import bins
 from latentpaint.training import validation
-from latentpaint.training.config import apply_overrides, load_preset
+from latentpaint.training.presets import apply_overrides, load_preset
 from latentpaint.training.runner import train
 from latentpaint.training.validation import VAL_METRIC, best_or_last
 from latentpaint.viz.figures import read_metric
@@ -37,8 +37,8 @@ def val_dir(tmp_path_factory):
     return folder
 
 
-def _config(val_dir, *sets: str) -> dict:
-    return apply_overrides(load_preset("pixel-alpha"), [*TINY, f"data.val={val_dir}", *sets])
+def _config(val_dir, *sets: str):
+    return load_preset("pixel-alpha", [*TINY, f"data.val={val_dir}", *sets])
 
 
 def test_validation_logs_lamas_score_and_keeps_the_best(val_dir, tmp_path):
@@ -100,8 +100,7 @@ def test_top_k_keeps_the_highest_scores_and_experiment_picks_the_best(val_dir, t
 
 def test_without_validation_the_last_checkpoint_is_used(tmp_path):
     out = tmp_path / "run"
-    config = apply_overrides(load_preset("pixel-alpha"), [*TINY, "trainer.max_steps=1"])
-    train(config, out)
+    train(load_preset("pixel-alpha", [*TINY, "trainer.max_steps=1"]), out)
     assert best_or_last(out) == (out / "checkpoints" / "last.ckpt", "last")
     assert not list((out / "checkpoints").glob("best-*"))
 
@@ -118,8 +117,8 @@ def test_bad_validation_settings_are_one_line(val_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(LatentpaintError, match="needs at least 2"):  # before any training step
         validation.validation(_config(lonely), tmp_path)
-    with pytest.raises(LatentpaintError, match="no validation"):
-        validation.validation(load_preset("autoencoder") | {"data": {"val": str(val_dir)}}, tmp_path)
+    with pytest.raises(LatentpaintError, match="no validation"):  # the config itself refuses it
+        apply_overrides(load_preset("autoencoder"), [f"data.val={val_dir}"])
 
 
 def test_experiment_report_says_which_runs_used_their_best_checkpoint():

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.inference.inpainter import Inpainter
     from latentpaint.metrics.suite import psnr, ssim
     from latentpaint.models.apply import image_to_tensor
-    from latentpaint.training.config import apply_overrides, load_preset
+    from latentpaint.training.presets import load_preset
     from latentpaint.training.runner import train
     from latentpaint.viz.figures import image_grid, plot_loss_curves, read_metric
 
@@ -57,26 +57,28 @@ def run(args: argparse.Namespace) -> int:
     train_dir, held_out = prepare_data(out, args.size, args.seed)
     common.append(f"data.train={train_dir}")
 
-    print(f"[1/3] stage 1: recipe-autoencoder, {args.autoencoder_steps} steps at 64 px, batch 32")
-    t0 = time.perf_counter()
+    # both stages' configs are read here, so a problem with either shows before any training
     ae_sets = [f"data.train={train_dir}", f"data.num_workers={args.num_workers}", f"seed={args.seed}"]
-    ae_cfg = apply_overrides(
-        load_preset("recipe-autoencoder"),
+    ae_cfg = load_preset(
+        "recipe-autoencoder",
         [*ae_sets, "trainer.log_every_n_steps=5", f"trainer.max_steps={args.autoencoder_steps}"],
     )
-    ae_ckpt = train(ae_cfg, out / "runs" / "autoencoder")
-    t1 = time.perf_counter()
-    print(f"[2/3] stage 2: recipe, {args.steps} steps ({RECIPE})")
-    lc_cfg = apply_overrides(
-        load_preset("recipe"),
+    lc_cfg = load_preset(
+        "recipe",
         [
             *common,
             f"trainer.max_steps={args.steps}",
-            f"autoencoder={ae_ckpt}",
             # over hundreds of steps EMA 0.99 forgets the initial weights; 0.999 would still hold 45% of them
             "optim.ema_decay=0.99",
         ],
     )
+
+    print(f"[1/3] stage 1: recipe-autoencoder, {args.autoencoder_steps} steps at 64 px, batch 32")
+    t0 = time.perf_counter()
+    ae_ckpt = train(ae_cfg, out / "runs" / "autoencoder")
+    t1 = time.perf_counter()
+    print(f"[2/3] stage 2: recipe, {args.steps} steps ({RECIPE})")
+    lc_cfg = lc_cfg.updated({"autoencoder": str(ae_ckpt)})
     lc_ckpt = train(lc_cfg, out / "runs" / "recipe")
     t2 = time.perf_counter()
 

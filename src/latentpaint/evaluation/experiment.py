@@ -7,11 +7,11 @@ resumable run in runs.py; numbers and the markdown in report.py; pictures in fig
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.evaluation.figures import write_figures
@@ -19,6 +19,9 @@ from latentpaint.evaluation.machine import machine
 from latentpaint.evaluation.report import LAMA_ROW_DIR, LAMA_ROW_NAME, lama_row, summarise, write_report
 from latentpaint.evaluation.runs import config_differences, now, run_once, timing
 from latentpaint.evaluation.tables import CLASSICAL, TABLES, describe
+
+if TYPE_CHECKING:
+    from latentpaint.training.config import RunConfig
 
 # --- data and configurations ------------------------------------------------------------------------------
 
@@ -42,38 +45,41 @@ def prepare_datasets(args: argparse.Namespace) -> tuple[Path, Path]:
     return data.resolve(), eval_dir.resolve()
 
 
-def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[dict, dict[str, dict]]:
-    """(stage-1 config, {preset: stage-2 config}) with the experiment's settings, before any training."""
-    from latentpaint.training.config import apply_hardware, apply_overrides, load_preset
+def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[RunConfig, dict[str, RunConfig]]:
+    """(stage-1 config, {preset: stage-2 config}) with the experiment's settings, read once before any
+    training; every run of a row is its config with its seed and the stage-1 checkpoint."""
+    from latentpaint.training.presets import apply_hardware, load_preset
 
     common = [
         f"data.train={train_dir}", f"data.size={args.size}", f"data.batch_size={args.batch_size}",
         f"data.num_workers={args.num_workers}", f"trainer.progress_bar={str(sys.stderr.isatty()).lower()}",
     ]  # fmt: skip
 
-    def config_for(preset: str, steps: int) -> dict:
+    def config_for(preset: str, steps: int) -> RunConfig:
         # a few points per curve even for short runs; --set comes last so the user always wins
         every = max(1, min(10, steps // 20))
         sets = [*common, f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={every}", *args.set]
-        config = apply_overrides(load_preset(preset), sets)
-        return apply_hardware(config, accelerator=args.accelerator, devices=args.devices)
+        return apply_hardware(load_preset(preset, sets), accelerator=args.accelerator, devices=args.devices)
 
-    stage2 = {preset: config_for(preset, args.steps) for preset in TABLES[args.table]}
-    for config in stage2.values():
-        _find_perceptual_weights(config, args.weights_dir)
+    stage2 = {
+        preset: _find_perceptual_weights(config_for(preset, args.steps), args.weights_dir)
+        for preset in TABLES[args.table]
+    }
     return config_for("autoencoder", args.autoencoder_steps or args.steps), stage2
 
 
-def _find_perceptual_weights(config: dict, weights_dir: Path | None) -> None:
-    """Points loss.perceptual_weights at --weights-dir's file; fails now, not after hours, when it is missing."""
+def _find_perceptual_weights(cfg: RunConfig, weights_dir: Path | None) -> RunConfig:
+    """`cfg` with loss.perceptual_weights at --weights-dir's file; fails now, not after hours, when it is missing."""
     from latentpaint.losses.perceptual import find_perceptual_weights, resolve_weights
 
-    loss = config["loss"]
-    if loss["perceptual"] <= 0:
-        return
-    if loss["perceptual_weights"] is None and weights_dir is not None:
-        loss["perceptual_weights"] = find_perceptual_weights(loss["perceptual_backbone"], weights_dir)
-    resolve_weights(loss["perceptual_backbone"], loss["perceptual_weights"])
+    loss = cfg.loss
+    if loss.perceptual <= 0:
+        return cfg
+    if loss.perceptual_weights is None and weights_dir is not None:
+        found = find_perceptual_weights(loss.perceptual_backbone, weights_dir)
+        cfg = cfg.updated({"loss": {"perceptual_weights": found}})
+    resolve_weights(cfg.loss.perceptual_backbone, cfg.loss.perceptual_weights)
+    return cfg
 
 
 # --- prediction and scoring ------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ def evaluate_lama_folder(args: argparse.Namespace, ev: Evaluation) -> list[dict]
     return [{**record, "dir": LAMA_ROW_DIR}]
 
 
-def train_autoencoder(args: argparse.Namespace, config: dict) -> tuple[Path, str]:
+def train_autoencoder(args: argparse.Namespace, cfg: RunConfig) -> tuple[Path, str]:
     """(stage-1 checkpoint, what the report says about it): `--autoencoder` reused, or trained once."""
     from latentpaint.training.inpainting import load_autoencoder_state
 
@@ -173,10 +179,10 @@ def train_autoencoder(args: argparse.Namespace, config: dict) -> tuple[Path, str
         ckpt = args.autoencoder.resolve()
         return ckpt, f"reused `{ckpt}` (not trained by this experiment)"
     ae_dir = args.out / "autoencoder"
-    record = run_once(ae_dir, config, {}, lambda ckpt: {"timing": timing(ae_dir)}, "autoencoder")
+    record = run_once(ae_dir, cfg, {}, lambda ckpt: {"timing": timing(ae_dir)}, "autoencoder")
     time_s = (record["timing"] or {}).get("train_time_s")
     text = (
-        f"{config['trainer']['max_steps']} steps (MSE), trained here in "
+        f"{cfg.trainer.max_steps} steps (MSE), trained here in "
         + ("n/a" if time_s is None else f"{time_s:.3g} s")
         + " (not included in the rows' train times)"
     )
@@ -196,8 +202,7 @@ def train_rows(
     for i, preset in enumerate(table):
         runs[preset] = []
         for seed in range(args.seeds):
-            config = copy.deepcopy(configs[preset])
-            config["seed"], config["autoencoder"] = seed, str(ae_ckpt)
+            cfg = configs[preset].updated({"seed": seed, "autoencoder": str(ae_ckpt)})
             run_dir = args.out / preset / f"seed{seed}"
 
             def finish(_: Path, run_dir: Path = run_dir) -> dict:
@@ -207,7 +212,7 @@ def train_rows(
                 return {"timing": timing(run_dir), "checkpoint_kind": which, **scores}
 
             label = f"[{i * args.seeds + seed + 1}/{total}] {preset} seed {seed}"
-            record = run_once(run_dir, config, ev.settings, finish, label)
+            record = run_once(run_dir, cfg, ev.settings, finish, label)
             runs[preset].append({**record, "dir": str(run_dir.relative_to(args.out))})
     return runs
 
@@ -225,11 +230,11 @@ def score_classical(args: argparse.Namespace, ev: Evaluation) -> dict:
 # --- the report -------------------------------------------------------------------------------------------
 
 
-def preset_differences(preset: str, config: dict, shipped: dict) -> list[str]:
+def preset_differences(cfg: RunConfig, shipped: RunConfig) -> list[str]:
     """What `--set` changed in a row's model, loss or optimiser against the shipped preset."""
     return [
         change
-        for change in config_differences(shipped, config)
+        for change in config_differences(shipped, cfg)
         if not change.startswith(("data.", "trainer.", "seed:", "autoencoder:"))
     ]
 
@@ -243,7 +248,7 @@ def notes(
     found = []
     if "fid" in metrics and len(pairs) < 2:
         found.append("FID is n/a: it needs at least 2 evaluation masks.")
-    if args.table == "table-5-2" and any(c["loss"]["perceptual"] == 0 for c in configs.values()):
+    if args.table == "table-5-2" and any(c.loss.perceptual == 0 for c in configs.values()):
         found.append("The perceptual loss is off (loss.perceptual=0): these rows are not LaMa's full loss.")
     if args.table == "table-5-2" and args.lama_folder is not None:
         found.append(
@@ -292,16 +297,16 @@ def table_rows(table: tuple[str, ...], runs: dict, telea: dict) -> tuple[list[di
 
 def setup(args: argparse.Namespace, configs: dict, ae: tuple[Path, str], dirs: tuple[Path, Path], ev) -> dict:
     """The report's Setup: budget, data, evaluation set, autoencoder, overrides (notes come later)."""
-    from latentpaint.training.config import load_preset
+    from latentpaint.training.presets import load_preset
 
     table = TABLES[args.table]
     images = sorted({image for image, _ in ev.pairs})
     sizes = sorted({_image_size(image) for image in images})
     return {
-        "steps": configs[table[0]]["trainer"]["max_steps"],
+        "steps": configs[table[0]].trainer.max_steps,
         "batch_size": args.batch_size,
         "size": args.size,
-        "mask_preset": configs[table[0]]["data"]["mask_preset"],
+        "mask_preset": configs[table[0]].data.mask_preset,
         "seeds": list(range(args.seeds)),
         "train_data": str(dirs[0]),
         "eval_data": str(dirs[1]),
@@ -313,7 +318,7 @@ def setup(args: argparse.Namespace, configs: dict, ae: tuple[Path, str], dirs: t
         "preset_differences": {
             preset: changed
             for preset in table
-            if (changed := preset_differences(preset, configs[preset], load_preset(preset)))
+            if (changed := preset_differences(configs[preset], load_preset(preset)))
         },
     }
 
@@ -325,7 +330,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     # everything a user can get wrong (data, overrides, weight files) is checked before the first step
     train_dir, eval_dir = prepare_datasets(args)
     ae_config, configs = build_configs(args, train_dir)
-    ev = open_evaluation(args, eval_dir, args.accelerator or ae_config["trainer"]["accelerator"])
+    ev = open_evaluation(args, eval_dir, args.accelerator or ae_config.trainer.accelerator)
     # row (0) needs no training: scored first, so a wrong --lama-folder fails before hours of training
     lama_runs = evaluate_lama_folder(args, ev)
     ae = train_autoencoder(args, ae_config)

@@ -15,7 +15,8 @@ def _masked(image, mask):
 
 
 def write_figures(out: Path, table: tuple[str, ...], configs: dict, pairs: list, eval_dir: Path) -> dict:
-    """loss_curves.png, samples.png and latent_damage.png beside the report; returns their names."""
+    """loss_curves.png, samples.png and latent_damage.png beside the report (`configs`: {preset: RunConfig});
+    returns their names."""
     from latentpaint.data.images import load_mask, load_rgb
     from latentpaint.inference.checkpoints import load_training_network
     from latentpaint.inference.inpainter import Inpainter
@@ -45,7 +46,7 @@ def write_figures(out: Path, table: tuple[str, ...], configs: dict, pairs: list,
     image, mask = load_rgb(image_path), load_mask(mask_path)
     checkpoints = [out / p / "seed0" / "checkpoints" / "last.ckpt" for p in table]
     damage = [Inpainter(load_training_network(c)).latent_damage(image, mask) for c in checkpoints]
-    titles = [f"{p}\n({configs[p]['model']['mask_mode']} mask)" for p in table]
+    titles = [f"{p}\n({configs[p].model.mask_mode} mask)" for p in table]
     image_grid(
         [[_masked(image, mask), *damage, image]],
         ["masked input", *titles, "ground truth"],

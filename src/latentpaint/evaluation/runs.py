@@ -6,9 +6,13 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.files import finite_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from latentpaint.training.config import RunConfig
 
 DONE = "done.json"
 # settings that may change between invocations of one experiment without changing what a run computes
@@ -32,27 +36,29 @@ def timing(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def config_differences(before: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+def config_differences(before: RunConfig, now: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
     """'key: old -> new' for every setting that differs, leaving out `ignore` and the hardware keys."""
-    from latentpaint.training.config import flatten
-
-    old = dict(flatten(before))
+    old = before.flat()
     skip = set(HARDWARE_KEYS) | set(ignore)
     return [
         f"{key}: {old.get(key)!r} -> {value!r}"
-        for key, value in flatten(now)
+        for key, value in now.flat().items()
         if key not in skip and old.get(key) != value
     ]
 
 
-def _check_same_training(run_dir: Path, config: dict, finished: bool) -> None:
+def _check_same_training(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
     import yaml
 
-    if not (run_dir / "config.yaml").is_file():
+    from latentpaint.training.config import RunConfig
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
         return
-    before = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # read like a checkpoint's config: keys an earlier version did not write take today's defaults
+    before = RunConfig.read(yaml.safe_load(path.read_text()), source=str(path))
     # an unfinished run may be given a larger step budget; a finished one is what it is
-    changed = config_differences(before, config, () if finished else ("trainer.max_steps",))
+    changed = config_differences(before, cfg, () if finished else ("trainer.max_steps",))
     if changed:
         raise LatentpaintError(
             f"{run_dir} was trained with other settings ({'; '.join(changed[:3])}): rerun with the "
@@ -61,33 +67,34 @@ def _check_same_training(run_dir: Path, config: dict, finished: bool) -> None:
 
 
 def run_once(
-    run_dir: Path, config: dict | None, settings: dict, finish: Callable[[Path], dict], label: str
+    run_dir: Path, cfg: RunConfig | None, settings: dict, finish: Callable[[Path], dict], label: str
 ) -> dict:
-    """Trains `config` into `run_dir` (none for a classical method), then records `finish(checkpoint)` in done.json.
+    """Trains `cfg` into `run_dir` (none for a classical method), then records `finish(checkpoint)` in done.json.
 
     A run whose done.json has the same `settings` is skipped. A run without one resumes from its
     last.ckpt, or, when training already reached max_steps, only runs `finish` again; a larger step
     budget continues an unfinished run. Different training settings in the same folder are an error.
     """
     from latentpaint.inference.checkpoints import load_torch_file
-    from latentpaint.training.runner import last_checkpoint, train
+    from latentpaint.training.callbacks import last_checkpoint
+    from latentpaint.training.runner import train
 
     done = run_dir / DONE
     record = json.loads(done.read_text()) if done.is_file() else None
     last = last_checkpoint(run_dir)
-    if config is not None:
-        _check_same_training(run_dir, config, record is not None)
+    if cfg is not None:
+        _check_same_training(run_dir, cfg, record is not None)
     if record is not None and record.get("settings") == settings:
         print(f"{label}: done, skipped")
         return record
     resumed = None
-    if config is not None:
+    if cfg is not None:
         step = int(load_torch_file(last)["global_step"]) if last.is_file() else 0
-        steps = config["trainer"]["max_steps"]
+        steps = cfg.trainer.max_steps
         if step < steps:
             resumed = step or None
             print(f"{label}: training {steps} steps" + (f", resuming at step {step}" if step else ""))
-            train(config, run_dir, resume=last if step else None)
+            train(cfg, run_dir, resume=last if step else None)
     print(f"{label}: predicting and evaluating")
     record = {"settings": settings, "resumed_from_step": resumed, "finished_at": now(), **finish(last)}
     write_json_atomic(done, finite_json(record))

@@ -18,8 +18,9 @@ from latentpaint.storage.torchfile import refuse_plain_pickle  # noqa: F401
 
 
 def model_section(config: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """`config["model"]` of a training checkpoint as network_from_config wants it, checked like a preset."""
-    from latentpaint.training.config import validate_config
+    """`config["model"]` of a training checkpoint as network_from_config wants it (the network's spec),
+    checked like a preset; keys older runs lack (prefill, output) take their defaults."""
+    from latentpaint.training.config import RunConfig
 
     model = config.get("model")
     keys = ("arch", "mask_mode", "delta", "overrides")
@@ -28,6 +29,4 @@ def model_section(config: dict[str, Any], path: str | Path) -> dict[str, Any]:
             f"{path} is not a usable latentpaint checkpoint: its config has no complete model section "
             f"({', '.join(keys)})"
         )
-    validate_config({"model": model}, source=f"{path}: config")
-    # prefill and output are absent in older runs
-    return {k: model[k] for k in (*keys, "prefill", "output") if k in model}
+    return RunConfig.read({"model": model}, source=f"{path}: config").model.spec.to_dict()

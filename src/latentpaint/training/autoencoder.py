@@ -7,16 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from latentpaint.models.generator import FFCResNetGenerator
+from latentpaint.training.config import RunConfig
 from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, manual_step
-from latentpaint.training.settings import RunConfig
 
 
-def build_autoencoder_system(config: dict) -> AutoencoderSystem:
-    """The stage-1 system a (validated) run config describes; the config dict is what checkpoints record."""
-    cfg = RunConfig.from_dict(config)
+def build_autoencoder_system(cfg: RunConfig) -> AutoencoderSystem:
+    """The stage-1 system a run config describes; its plain dict is what checkpoints record."""
     # keys are saved as generator.model.* - LaMa's layout - and stage 2 copies E and D from them
-    system = AutoencoderSystem(cfg.model.spec.autoencoder_generator(), OptimiserSettings.from_config(cfg))
-    system.save_hyperparameters({"config": config})
+    system = AutoencoderSystem(cfg.model.spec.autoencoder_generator(), cfg.optimiser)
+    system.save_hyperparameters({"config": cfg.to_dict()})
     return system
 
 

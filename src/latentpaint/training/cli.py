@@ -1,17 +1,27 @@
-"""`latentpaint train autoencoder|inpainting`: both training stages from a preset plus overrides."""
+"""`latentpaint train autoencoder|inpainting`: both training stages from a preset plus overrides;
+`latentpaint config`: the config's schema, or a preset as it resolves."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.options import integer
+
+if TYPE_CHECKING:
+    from latentpaint.training.config import RunConfig
 
 STAGES = ("autoencoder", "inpainting")
 
 
 def register(subparsers) -> None:
+    register_train(subparsers)
+    register_config(subparsers)
+
+
+def register_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train stage 1 (autoencoder) or stage 2 (inpainting)",
@@ -48,18 +58,44 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
-    """(config, run folder, checkpoint to resume from) for the parsed command line."""
-    from latentpaint.storage.torchfile import read_training_checkpoint
-    from latentpaint.training.config import (
-        DEFAULTS,
-        HARDWARE,
-        apply_hardware,
-        apply_overrides,
-        deep_merge,
-        load_preset,
+def register_config(subparsers) -> None:
+    p = subparsers.add_parser(
+        "config",
+        help="print the run config's JSON schema, or a preset as it resolves",
+        description="`latentpaint config --schema`: every key with its type, default, range and description. "
+        "`latentpaint config --preset latent-control --set data.size=128`: the resolved config as YAML.",
     )
-    from latentpaint.training.runner import last_checkpoint
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--schema", action="store_true", help="print the JSON schema of a run config")
+    what.add_argument("--preset", help="print this preset (name or YAML path) resolved, as YAML")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides on top of --preset")
+    p.set_defaults(func=show_config)
+
+
+def show_config(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from latentpaint.training.config import schema
+    from latentpaint.training.presets import load_preset
+
+    if args.schema:
+        if args.set:
+            raise LatentpaintError("--set changes a preset; give it with --preset, not --schema")
+        print(json.dumps(schema(), indent=2))
+    else:
+        print(yaml.safe_dump(load_preset(args.preset, args.set).to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | None]:
+    """(config, run folder, checkpoint to resume from) for the parsed command line: the one place `train`
+    reads its configuration."""
+    from latentpaint.storage.torchfile import read_training_checkpoint
+    from latentpaint.training.callbacks import last_checkpoint
+    from latentpaint.training.config import RunConfig
+    from latentpaint.training.presets import HARDWARE, apply_hardware, load_preset
 
     name = args.config or ("autoencoder" if args.stage == "autoencoder" else "latent-control")
     out = Path(args.out or Path("runs") / Path(name).stem)
@@ -71,13 +107,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
         if args.resume != "last" and not args.out:
             out = resume.parent.parent
         # a checkpoint carries its run's configuration: resuming never depends on today's flags
-        config, _ = read_training_checkpoint(resume)
+        saved, _ = read_training_checkpoint(resume)
         try:  # checked like a preset, so another project's `config` hyperparameter is one clear error
-            config = deep_merge(DEFAULTS, config)
+            cfg = RunConfig.read(saved)
         except LatentpaintError as exc:
             raise LatentpaintError(f"{resume} does not hold a latentpaint run config: {exc}") from None
     else:
-        config = load_preset(name)
         sets = list(args.set)
         if args.autoencoder:
             sets.append(f"autoencoder={args.autoencoder}")
@@ -85,23 +120,23 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
             sets.append(f"data.train={args.data}")
         if args.val_data:
             sets.append(f"data.val={args.val_data}")
-        config = apply_overrides(config, sets)
+        cfg = load_preset(name, sets)
     # hardware may change between runs of the same config
-    config = apply_hardware(config, **{key: getattr(args, key) for key in HARDWARE})
-    if (config["stage"] == "autoencoder") != (args.stage == "autoencoder"):
-        raise LatentpaintError(f"config {name!r} is a {config['stage']} config, not for `train {args.stage}`")
-    return config, out, resume
+    cfg = apply_hardware(cfg, **{key: getattr(args, key) for key in HARDWARE})
+    if (cfg.stage == "autoencoder") != (args.stage == "autoencoder"):
+        raise LatentpaintError(f"config {name!r} is a {cfg.stage} config, not for `train {args.stage}`")
+    return cfg, out, resume
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
-        from latentpaint.training.config import list_presets
+        from latentpaint.training.presets import list_presets
 
         print("\n".join(list_presets()))
         return 0
     from latentpaint.training.runner import train
 
-    config, out, resume = resolve_config(args)
-    final = train(config, out, resume)
+    cfg, out, resume = resolve_config(args)
+    final = train(cfg, out, resume)
     print(f"checkpoint: {final}")
     return 0

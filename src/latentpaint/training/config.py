@@ -1,325 +1,386 @@
-"""Run configuration: defaults in code, one small YAML per preset stating what differs, CLI overrides.
+"""The run configuration: every key declared once, with its type, default, range and a short description.
 
-A preset is found by name in the package's `configs/` folder (`latent-control`) or as a path. The
-resolved configuration is saved beside the checkpoints, and a resumed run reads it from there.
+A run's config is read once, where a command starts (training/presets.py: a preset, `--set`, flags; or
+`RunConfig.read` of a saved one), into a frozen `RunConfig` (pydantic) that every part receives: code says
+`cfg.loss.latent_weight`. Choices that belong to another module (generator archs, prefills, mask presets,
+FID networks, ...) are asked from that module, so a new prefill is one edit in models/. Unknown keys are
+errors, and so is any wrong value: one line naming the key, the value and what is allowed.
+
+The plain dict (`to_dict`) is what config.yaml and checkpoints hold; a config written by an earlier
+version reads with today's defaults for the keys it lacks. `latentpaint config --schema` prints the schema.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
-from typing import Any
+import functools
+import importlib.util
+import re
+import reprlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-import yaml
-
-from latentpaint.errors import LatentpaintError
-from latentpaint.models.spec import MASK_MODES
-from latentpaint.training.rules import (
-    Rule,
-    accelerator,
-    augmentation_kind,
-    boolean,
-    choice,
-    devices,
-    fid_feature,
-    fraction,
-    generator_arch,
-    generator_overrides,
-    integer,
-    mask_preset,
-    number,
-    optional,
-    output_kind,
-    pair_of,
-    perceptual_backbone,
-    precision,
-    prefill_kind,
-    refiner_init_kind,
-    schedule_kind,
-    text,
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError, core_schema
 
-DEFAULTS: dict[str, Any] = {
-    "stage": "inpainting",  # or "autoencoder"
-    "seed": 0,
-    "model": {
-        "arch": "thesis",
-        "overrides": {},  # generator keyword overrides, e.g. {ngf: 16}
-        "mask_mode": "alpha",  # alpha | control
-        "delta": False,
-        "freeze_autoencoder": False,  # keep stage-1 encoder/decoder fixed (weights and BN statistics)
-        "train_first_conv": False,  # with a frozen encoder: still train the stem (it sees the mask channel)
-        "prefill": "none",  # none (LaMa: zeros) | pyramid (push-pull fill) | telea (OpenCV); models/prefill.py
-        "refiner_init": "default",  # default (PyTorch's) | identity (each FFC block starts as x -> x + eps)
-        "output": "direct",  # direct: D(R(z)) | residual: prefill + D(R(z)) - D(z) (models/network.py)
-    },
-    "autoencoder": None,  # stage-1 checkpoint that initialises the encoder/decoder (stage 2)
-    "loss": {
-        "mode": "pixel",  # pixel | latent | both
-        "latent_weight": 1.0,
-        "l1_known": 1.0,
-        "l1_missing": 1.0,
-        "adversarial": 0.0,
-        "gp_coef": 0.001,
-        "mask_as_fake_target": True,
-        # the pixel discriminator's width (LaMa: 64). At ngf 8 an ndf-64 PatchGAN costs several times the
-        # generator's step on a CPU; its cost scales with ndf squared
-        "discriminator_ndf": 64,
-        "feature_matching": 0.0,
-        "perceptual": 0.0,
-        "perceptual_backbone": "resnet50",  # or ade20k-resnet50dilated (LaMa's ResNet-PL), vgg19
-        "perceptual_weights": None,
-        # the thesis' future work: a discriminator on latent features, so adversarial training never decodes
-        "latent_adversarial": 0.0,
-        "latent_feature_matching": 0.0,
-    },
-    "data": {
-        "train": "builtin",
-        "size": 256,
-        "batch_size": 8,
-        "num_workers": 2,
-        "mask_preset": "wide",
-        # photos are resized so their short side is in [size, max_short_side] (null: 2 * size); a larger
-        # value makes a crop show part of a scene at the scale evaluation sees, not a shrunken whole photo
-        "max_short_side": None,
-        "augmentation": "none",  # none | distortions (LaMa's training augmentation, data/augment.py)
-        "val": None,  # LaMa-layout folder scored with ssim_fid100_f1 during training (training/validation.py)
-    },
-    "optim": {
-        "lr": 1.0e-3,
-        "lr_d": 1.0e-4,
-        "betas": [0.9, 0.999],
-        "schedule": "constant",  # constant | cosine (to zero at trainer.max_steps), after linear warm-up
-        "warmup_steps": 0,
-        "ema_decay": 0.0,  # > 0: checkpoints hold an exponential moving average of the weights (Lightning EMA)
-    },
-    "trainer": {
-        "max_steps": 1000,
-        "log_every_n_steps": 10,
-        "checkpoint_every_n_steps": 250,
-        "precision": "32-true",
-        "gradient_clip_val": None,  # clip the generator's (and discriminators') gradient norm, as LaMa (1.0)
-        "accelerator": "auto",
-        "devices": 1,
-        "num_nodes": 1,
-        "strategy": "auto",
-        "progress_bar": True,
-        "tensorboard": False,  # also log to TensorBoard (needs the tensorboard package)
-        # with data.val: validate every N steps (null: checkpoint_every_n_steps) and keep the best
-        # save_top_k checkpoints by LaMa's val_ssim_fid100_f1_total_mean (LaMa keeps 5)
-        "val_check_interval": None,
-        "save_top_k": 5,
-        "val_fid_feature": "fid-helper",  # FID network of validation (stand-in: tests only)
-    },
-}
-
-# mappings that are one value, replaced whole by a preset or `--set` (generator keyword arguments)
-LEAF_MAPPINGS = ("overrides",)
-# Lightning's hardware settings: a command-line flag may change them between runs of one config
-HARDWARE = ("accelerator", "devices", "num_nodes", "strategy")
-
-CONFIG_DIR = resources.files("latentpaint") / "configs"
-MAX_BASE_CHAIN = 32  # presets build on each other a few levels deep; a longer chain is a mistake
+from latentpaint.data.augment import AUGMENTATIONS
+from latentpaint.errors import LatentpaintError
+from latentpaint.losses.perceptual import PERCEPTUAL_BACKBONES
+from latentpaint.masks import list_mask_presets
+from latentpaint.metrics.fid import FID_FEATURES
+from latentpaint.models.limits import check_generator_args
+from latentpaint.models.network import MASK_MODES, OUTPUTS, PREFILLS, ModelSpec
+from latentpaint.models.refiner_init import REFINER_INITS
+from latentpaint.models.registry import list_generators
+from latentpaint.training.optim import SCHEDULES, OptimiserSettings
 
 
-def list_presets() -> list[str]:
-    """Names of the YAML presets shipped with the package."""
-    return sorted(p.name[: -len(".yaml")] for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml"))
+# -- value types: what a key may hold; a check that fails says what was allowed -------------------------
+def refuse(allowed: str) -> PydanticCustomError:
+    """A check's error: `allowed` completes "config key 'a.b' must be ...", the value follows."""
+    return PydanticCustomError("config_allowed", allowed)
 
 
-def deep_merge(base: dict, update: dict, path: str = "") -> dict:
-    """A copy of `base` with `update` applied; unknown keys are an error so typos never pass silently."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        where = f"{path}{key}"
-        if key not in out:
-            raise LatentpaintError(f"unknown config key {where!r}")
-        if isinstance(out[key], dict) and key not in LEAF_MAPPINGS:
-            if not isinstance(value, dict):
-                raise LatentpaintError(f"config key {where!r} must be a mapping")
-            out[key] = deep_merge(out[key], value, where + ".")
+def rule(sentence: str) -> PydanticCustomError:
+    """An error that is a sentence of its own (one key against another, a generator argument)."""
+    return PydanticCustomError("config_rule", sentence)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """`Annotated[str, OneOf(values)]`: one of `values`, a collection or a function that lists them (a
+    registry that may grow), asked when a value is checked and when the schema is printed."""
+
+    values: Callable[[], Iterable[str]] | Iterable[str]
+    note: str = ""
+
+    def names(self) -> list[str]:
+        return list(self.values() if callable(self.values) else self.values)
+
+    def check(self, value: str) -> str:
+        if value not in self.names():
+            raise refuse("one of " + ", ".join(self.names()) + (f" ({self.note})" if self.note else ""))
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict:
+        return {**handler(schema), "enum": self.names()}
+
+
+def choice(values: Callable[[], Iterable[str]] | Iterable[str], note: str = "") -> Any:
+    return Annotated[str, OneOf(values, note)]
+
+
+def count(lo: int, hi: int | None = None) -> Any:
+    return Annotated[int, Field(ge=lo, le=hi)]
+
+
+def key(default: Any, description: str) -> Any:
+    return Field(default, description=description)
+
+
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a loss weight; 0 leaves its term out
+Rate = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)]  # decays, Adam's betas
+Text = Annotated[str, Field(pattern=r"\S")]
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # what training runs in (Lightning's names)
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}  # YAML reads 32, 16 as ints
+
+
+def _precision(value: Any) -> Any:
+    name = str(value) if type(value) is int else value
+    if name in ("16-true", "bf16-true"):
+        raise refuse(
+            f"one of {', '.join(PRECISIONS)} ({name} holds the weights themselves in half precision, where "
+            "small Adam updates round away; -mixed keeps float32 weights)"
+        )
+    return PRECISION_ALIASES.get(name, name) if isinstance(name, str) else name
+
+
+def _accelerators() -> list[str]:
+    return ["auto", "cpu", "gpu", "cuda", "mps"] + (["tpu"] if importlib.util.find_spec("torch_xla") else [])
+
+
+def _devices(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and (value >= 1 or value == -1)):
+        return value
+    if isinstance(value, list) and value and all(type(v) is int and v >= 0 for v in value):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(,\d+)*,?", value.strip()):
+        return value
+    raise refuse("a number of devices >= 1, -1, 'auto', a list of device indices or '0,1'")
+
+
+def _generator_args(value: dict) -> dict:
+    try:  # the ranges of configs read from files (models/limits.py)
+        check_generator_args(value, "model.overrides")
+    except LatentpaintError as exc:
+        raise rule(str(exc).removeprefix("model.overrides: ")) from None
+    return value
+
+
+Precision = Annotated[str, BeforeValidator(_precision), OneOf(PRECISIONS)]
+DEVICE_FORMS = [{"type": "integer"}, {"type": "string"}, {"type": "array", "items": {"type": "integer"}}]
+Devices = Annotated[Any, PlainValidator(_devices), WithJsonSchema({"anyOf": DEVICE_FORMS})]
+GeneratorArgs = Annotated[dict[str, Any], AfterValidator(_generator_args)]
+
+
+# -- the keys ------------------------------------------------------------------------------------------
+class Section(BaseModel):
+    """A group of keys: frozen, strict types (YAML has typed the values already), unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModelConfig(Section):
+    """The network (`spec`) and which of its parts stage 2 trains."""
+
+    arch: choice(list_generators) = key("thesis", "generator preset (models/registry.py)")
+    overrides: GeneratorArgs = key({}, "generator keyword arguments, e.g. {ngf: 16}; replaced whole")
+    mask_mode: choice(MASK_MODES) = key("alpha", "alpha: a 4th input channel; control: mask control")
+    delta: bool = key(False, "the refiner predicts a change added to its input features")
+    freeze_autoencoder: bool = key(False, "keep the stage-1 encoder/decoder fixed (weights, BN statistics)")
+    train_first_conv: bool = key(False, "with a frozen encoder: still train the stem (it sees the mask)")
+    prefill: choice(PREFILLS) = key("none", "what fills the hole before the encoder (none: LaMa's zeros)")
+    refiner_init: choice(REFINER_INITS) = key("default", "identity: each FFC block starts as x -> x + eps")
+    output: choice(OUTPUTS) = key("direct", "direct: D(R(z)); residual: prefill + D(R(z)) - D(z)")
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.arch, self.mask_mode, self.delta, self.prefill, self.overrides, self.output)
+
+
+class LossConfig(Section):
+    """Which losses train stage 2 and their weights; a weight of 0 leaves its loss (and its model) out."""
+
+    mode: Literal["pixel", "latent", "both"] = key("pixel", "latent: L1 of R(z) to the frozen E(gt)")
+    latent_weight: Weight = key(1.0, "weight of the latent L1")
+    l1_known: Weight = key(1.0, "pixel L1 weight outside the hole")
+    l1_missing: Weight = key(1.0, "pixel L1 weight inside the hole")
+    adversarial: Weight = key(0.0, "weight of a pixel PatchGAN (non-saturating)")
+    gp_coef: Weight = key(0.001, "R1 gradient penalty of the discriminators")
+    mask_as_fake_target: bool = key(True, "the discriminators' fake target is the mask (LaMa)")
+    discriminator_ndf: count(1, 512) = key(64, "the PatchGAN's width (LaMa: 64); CPU cost grows as ndf^2")
+    feature_matching: Weight = key(0.0, "pixel discriminator feature matching weight")
+    perceptual: Weight = key(0.0, "perceptual loss weight")
+    perceptual_backbone: choice(PERCEPTUAL_BACKBONES) = key("resnet50", "the perceptual network")
+    perceptual_weights: Text | None = key(None, "its weight file (null: looked up; random: untrained)")
+    latent_adversarial: Weight = key(0.0, "weight of a GAN on latent features, R(z) against E(gt)")
+    latent_feature_matching: Weight = key(0.0, "its feature matching weight")
+
+    @property
+    def use_latent(self) -> bool:
+        return self.mode in ("latent", "both")
+
+    @property
+    def use_pixel(self) -> bool:
+        return self.mode in ("pixel", "both")
+
+
+class DataConfig(Section):
+    train: Text = key("builtin", "training images: a folder, or builtin (the built-in photos)")
+    size: count(8, 8192) = key(256, "training crop size in pixels")
+    batch_size: count(1, 4096) = key(8, "images per step and device")
+    num_workers: count(0, 256) = key(2, "data loader worker processes")
+    mask_preset: choice(list_mask_presets) = key("wide", "training masks (masks.py)")
+    max_short_side: count(8, 16384) | None = key(None, "photos' short side at most this (null: 2 x size)")
+    augmentation: choice(AUGMENTATIONS) = key("none", "distortions: LaMa's augmentation (data/augment.py)")
+    val: Text | None = key(None, "LaMa-layout folder scored with ssim_fid100_f1 while training")
+
+
+class OptimConfig(Section):
+    lr: Rate = key(1.0e-3, "the generator's Adam learning rate")
+    lr_d: Rate = key(1.0e-4, "the discriminators' Adam learning rate (constant)")
+    betas: tuple[Fraction, Fraction] = Field((0.9, 0.999), strict=False, description="Adam's betas")
+    schedule: choice(SCHEDULES) = key("constant", "after warm-up: constant, or cosine to 0 at max_steps")
+    warmup_steps: count(0) = key(0, "steps of linear learning-rate warm-up")
+    ema_decay: Fraction = key(0.0, "> 0: checkpoints hold an exponential moving average of the weights")
+
+
+class TrainerConfig(Section):
+    max_steps: count(1) = key(1000, "generator steps of the run (the schedule's length)")
+    log_every_n_steps: count(1) = key(10, "steps between logged rows")
+    checkpoint_every_n_steps: count(1) = key(250, "steps between checkpoints")
+    precision: Precision = key("32-true", "Lightning's precision; 32, 16 and bf16 mean these")
+    gradient_clip_val: Positive | None = key(None, "clip every network's gradient norm (LaMa: 1.0)")
+    accelerator: choice(_accelerators, "tpu needs torch_xla") = key("auto", "Lightning's accelerator")
+    devices: Devices = key(1, "a number of devices, -1, 'auto' or device indices")
+    num_nodes: count(1, 10_000) = key(1, "nodes for multi-node DDP")
+    strategy: Text = key("auto", "Lightning's strategy: auto, ddp, ...")
+    progress_bar: bool = key(True, "show a progress bar")
+    tensorboard: bool = key(False, "also log to TensorBoard (needs the tensorboard package)")
+    val_check_interval: count(1) | None = key(None, "with data.val: validate every N steps (null: as saved)")
+    save_top_k: count(1, 1000) = key(5, "with data.val: the best checkpoints kept, by ssim_fid100_f1")
+    val_fid_feature: choice(FID_FEATURES) = key("fid-helper", "validation's FID network (stand-in: tests)")
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "optim": OptimConfig,
+            "trainer": TrainerConfig}  # fmt: skip
+
+
+class RunConfig(Section):
+    """One run: its stage, seed, stage-1 checkpoint and the sections above."""
+
+    stage: Literal["inpainting", "autoencoder"] = key("inpainting", "training stage")
+    seed: count(0, 2**32 - 1) = key(0, "seeds weights, crops and masks")
+    model: ModelConfig = key(ModelConfig(), "the network")
+    autoencoder: Text | None = key(None, "stage-1 checkpoint that initialises E and D (stage 2)")
+    loss: LossConfig = key(LossConfig(), "the losses")
+    data: DataConfig = key(DataConfig(), "training data")
+    optim: OptimConfig = key(OptimConfig(), "the optimisers")
+    trainer: TrainerConfig = key(TrainerConfig(), "Lightning's Trainer")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        m, loss, gan = self.model, self.loss, self.loss.adversarial > 0 or self.loss.latent_adversarial > 0
+        if m.output == "residual" and m.prefill == "none":
+            raise rule("model.output residual adds the refiner's change to a prefill: set model.prefill")
+        if loss.latent_adversarial > 0 and not loss.use_latent:
+            raise rule("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
+        if gan and self.trainer.precision == "16-mixed":
+            raise rule("GAN losses train in 32-true or bf16-mixed, not 16-mixed (no loss scaler for D)")
+        if self.data.val and self.stage != "inpainting":
+            raise rule("data.val (--val-data) scores inpainting; stage-1 autoencoder runs have no validation")
+        return self
+
+    @classmethod
+    def read(cls, data: Any, source: str = "config") -> RunConfig:
+        """`data` (a resolved preset, a saved config.yaml, a checkpoint's) checked and read; keys it lacks
+        take today's defaults. A problem is one `LatentpaintError`: the key, the value, what is allowed."""
+        if not isinstance(data, Mapping):
+            raise LatentpaintError(f"{source} must be a mapping of keys to values, not {short(data)}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _one_line(exc.errors()[0], data, source) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain form saved in config.yaml and in checkpoints (lists, not tuples)."""
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """{dotted key: value} of every setting (`model.overrides` is one value)."""
+        return {f"{name}.{k}" if name in SECTIONS else name: v
+                for name, value in self.to_dict().items()
+                for k, v in (value.items() if name in SECTIONS else [(name, value)])}  # fmt: skip
+
+    def updated(self, *updates: Mapping[str, Any]) -> RunConfig:
+        """A copy with `updates` (nested mappings, as a preset states them) merged in, checked once."""
+        data = self.to_dict()
+        for update in updates:
+            data = merge(data, update)
+        return RunConfig.read(data)
+
+    @property
+    def optimiser(self) -> OptimiserSettings:
+        o, t = self.optim, self.trainer
+        return OptimiserSettings(o.lr, o.lr_d, o.betas, o.schedule, o.warmup_steps, t.max_steps,
+                                 t.gradient_clip_val)  # fmt: skip
+
+
+def merge(data: Mapping, update: Mapping, kind: type[Section] = RunConfig, path: str = "") -> dict:
+    """`data` with `update` applied, both nested mappings of keys: a section's keys merge, any other value
+    (a number, a list, `model.overrides`) is replaced whole. Unknown keys are refused here, by name."""
+    out = dict(data)
+    for name, value in update.items():
+        where = f"{path}{name}"
+        field = kind.model_fields.get(name) if isinstance(name, str) else None
+        if field is None:
+            raise LatentpaintError(f"config has unknown key {short(where)}")
+        section = _section_of(field.annotation)
+        if section is None:
+            out[name] = value
+        elif isinstance(value, Mapping):
+            out[name] = merge(out.get(name) or {}, value, section, where + ".")
         else:
-            out[key] = copy.deepcopy(value)
+            raise LatentpaintError(f"config key {where!r} must be a mapping")
     return out
 
 
-def parse_yaml(text: str, what: str) -> Any:
-    """yaml.safe_load with one-line errors: syntax errors, and nesting too deep for the parser."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        detail = (getattr(exc, "problem", None) or " ".join(str(exc).split())) + where
-        raise LatentpaintError(f"cannot parse {what} as YAML: {detail}") from None
-    except RecursionError:
-        raise LatentpaintError(f"cannot parse {what} as YAML: it is nested too deeply") from None
+def schema() -> dict:
+    """The JSON schema of a run config: every key with its type, default, range and description."""
+    return RunConfig.model_json_schema()
 
 
-def _read_yaml(path: Path | Any) -> dict:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LatentpaintError(f"cannot read config {path}: {exc}") from None
-    data = parse_yaml(text, f"config {path}")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise LatentpaintError(f"config {path} must be a mapping of keys to values")
-    return data
+# -- one line per problem ----------------------------------------------------------------------------
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 40, 40, 4, 4
 
 
-def load_preset(name_or_path: str, _chain: tuple[str, ...] = ()) -> dict:
-    """The preset's YAML (following `base:` chains) merged onto the defaults."""
-    if not isinstance(name_or_path, str) or not name_or_path:
-        raise LatentpaintError(f"config base {name_or_path!r} must be a preset name or a YAML path")
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        source: Path | Any = path
-    else:
-        source = CONFIG_DIR / f"{path.stem if path.suffix else name_or_path}.yaml"
-        if not source.is_file():
-            raise LatentpaintError(
-                f"no config {name_or_path!r}: give a YAML path or one of {', '.join(list_presets())}"
-            )
-    here = str(Path(str(source)).resolve()) if isinstance(source, Path) else str(source)
-    if here in _chain:
-        raise LatentpaintError(f"config {name_or_path} is its own base: the base: chain loops")
-    if len(_chain) >= MAX_BASE_CHAIN:
-        raise LatentpaintError(f"config {name_or_path}: base: chain longer than {MAX_BASE_CHAIN} files")
-    data = _read_yaml(source)
-    base = data.pop("base", None)
-    resolved = load_preset(base, (*_chain, here)) if base else copy.deepcopy(DEFAULTS)
-    return deep_merge(resolved, data)
+def short(value: object) -> str:
+    """A short repr (safe for deep or huge values read from a file) for one-line messages."""
+    return _REPR.repr(value)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """'data.size=128' -> (['data', 'size'], 128); values are parsed as YAML."""
-    if "=" not in text:
-        raise LatentpaintError(f"override {text!r} must look like key.sub=value")
-    key, value = text.split("=", 1)
-    keys = key.strip().split(".")
-    if not all(keys):
-        raise LatentpaintError(f"override {text!r} must look like key.sub=value")
-    return keys, parse_yaml(value, f"the value of override {key.strip()}")
+def _section_of(annotation: Any) -> type[Section] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
 
 
-def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """Applies `key.sub=value` overrides, rejecting keys the configuration does not have."""
-    for item in overrides:
-        keys, value = parse_override(item)
-        update: dict = {}
-        node = update
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-        config = deep_merge(config, update)
-    return config
+def _one_line(error: Any, data: Mapping, source: str) -> LatentpaintError:
+    """pydantic's first error as our sentence: the dotted key, the value and what the key allows."""
+    path, kind, value = [], RunConfig, data
+    for part in error["loc"]:  # the key's own path: tuple indices and union tags are left out
+        field = kind.model_fields.get(part) if kind is not None and isinstance(part, str) else None
+        if field is None:
+            break
+        path.append(part)
+        kind = _section_of(field.annotation)
+        value = value.get(part, error["input"]) if isinstance(value, Mapping) else error["input"]
+    name = ".".join(path)
+    if error["type"] == "extra_forbidden":
+        return LatentpaintError(f"{source} has unknown key {short('.'.join(map(str, error['loc'])))}")
+    if error["type"] == "config_rule":
+        where = f"{source} key {name!r}: " if name else ("" if source == "config" else f"{source}: ")
+        return LatentpaintError(where + error["msg"])
+    allowed = error["msg"] if error["type"] == "config_allowed" else _allowed(name)
+    return LatentpaintError(f"{source} key {name!r} must be {allowed}, not {short(value)}")
 
 
-def apply_hardware(config: dict, **flags: Any) -> dict:
-    """A copy of `config` with the given `HARDWARE` flags (None: keep the config's) as trainer keys.
-
-    Flags arrive as command-line text: a number of devices becomes an integer, '0,1' stays indices.
-    """
-    config = copy.deepcopy(config)
-    for key, value in flags.items():
-        if key not in HARDWARE:
-            raise ValueError(f"{key} is not one of the hardware settings {HARDWARE}")
-        if value is not None:
-            config["trainer"][key] = int(value) if key == "devices" and str(value).isdigit() else value
-    return config
+@functools.cache
+def _schema() -> dict:
+    return schema()
 
 
-def flatten(config: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every setting; a `LEAF_MAPPINGS` entry is one value, as for deep_merge."""
-    for key, value in config.items():
-        if isinstance(value, dict) and key not in LEAF_MAPPINGS:
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
+def _allowed(name: str) -> str:
+    """What the schema allows at the dotted key `name`, in words ("an integer from 8 to 8192")."""
+    node = root = _schema()
+    for part in name.split("."):
+        if "$ref" in node:
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        node = node["properties"][part]
+    return _describe(node)
 
 
-def save_config(config: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-# -- validation: every value's type and range, checked before a run starts ---------------------------------
-# One rule per dotted key; a key without a rule is not checked (add one beside the key's default).
-RULES: dict[str, Rule] = {
-    "stage": choice("inpainting", "autoencoder"),
-    "seed": integer(0, 2**32 - 1),
-    "model.arch": generator_arch,
-    "model.overrides": generator_overrides,
-    "model.mask_mode": choice(*MASK_MODES),
-    "model.delta": boolean,
-    "model.freeze_autoencoder": boolean,
-    "model.train_first_conv": boolean,
-    "model.prefill": prefill_kind,
-    "model.refiner_init": refiner_init_kind,
-    "model.output": output_kind,
-    "autoencoder": text(optional=True),
-    "loss.mode": choice("pixel", "latent", "both"),
-    "loss.latent_weight": number(),
-    "loss.l1_known": number(),
-    "loss.l1_missing": number(),
-    "loss.adversarial": number(),
-    "loss.gp_coef": number(),
-    "loss.mask_as_fake_target": boolean,
-    "loss.feature_matching": number(),
-    "loss.discriminator_ndf": integer(1, 512),
-    "loss.perceptual": number(),
-    "loss.perceptual_backbone": perceptual_backbone,
-    "loss.perceptual_weights": text(optional=True),
-    "loss.latent_adversarial": number(),
-    "loss.latent_feature_matching": number(),
-    "data.train": text(),
-    "data.size": integer(8, 8192),
-    "data.batch_size": integer(1, 4096),
-    "data.num_workers": integer(0, 256),
-    "data.mask_preset": mask_preset,
-    "data.max_short_side": optional(integer(8, 16384)),
-    "data.augmentation": augmentation_kind,
-    "optim.lr": number(0.0, 10.0, above=True),
-    "optim.lr_d": number(0.0, 10.0, above=True),
-    "optim.betas": pair_of(fraction),
-    "optim.schedule": schedule_kind,
-    "optim.warmup_steps": integer(0),
-    "optim.ema_decay": fraction,
-    "trainer.max_steps": integer(1),
-    "trainer.log_every_n_steps": integer(1),
-    "trainer.checkpoint_every_n_steps": integer(1),
-    "trainer.precision": precision,
-    "trainer.accelerator": accelerator,
-    "trainer.devices": devices,
-    "trainer.num_nodes": integer(1, 10_000),
-    "trainer.strategy": text(),
-    "trainer.progress_bar": boolean,
-    "trainer.tensorboard": boolean,
-    "trainer.gradient_clip_val": optional(number(0.0, above=True)),
-    "data.val": text(optional=True),
-    "trainer.val_check_interval": optional(integer(1)),
-    "trainer.save_top_k": integer(1, 1000),
-    "trainer.val_fid_feature": fid_feature,
-}
-
-
-def validate_config(config: dict, source: str = "config") -> dict:
-    """Checks every value that has a rule in `RULES`; the first problem is one `LatentpaintError`.
-
-    Returns `config` unchanged, so it can wrap a resolved config: `validate_config(load_preset(...))`.
-    """
-    for key, rule in RULES.items():
-        node: Any = config
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                break
-            node = node[part]
-        else:
-            problem = rule(node)
-            if problem:
-                raise LatentpaintError(f"{source} key {key!r} must be {problem}, not {node!r}")
-    return config
+def _describe(s: dict) -> str:
+    if "anyOf" in s:
+        return " or ".join(_describe(option) for option in s["anyOf"])
+    if "enum" in s:
+        return "one of " + ", ".join(str(v) for v in s["enum"])
+    kind = s.get("type")
+    if "$ref" in s or kind == "object":
+        return "a mapping"
+    if kind in ("null", "boolean", "string"):
+        return {"null": "null", "boolean": "true or false", "string": "a non-empty string"}[kind]
+    if kind == "array":
+        items = s.get("prefixItems", [{}])
+        return f"a list of {len(items)} values, each {_describe(items[0])}"
+    lo, hi = s.get("minimum", s.get("exclusiveMinimum")), s.get("maximum", s.get("exclusiveMaximum"))
+    if kind == "integer" and lo is not None and hi is not None:
+        return f"an integer from {lo} to {hi}"
+    bounds = [f"{'>=' if 'minimum' in s else '>'} {lo:g}"] if lo is not None else []
+    bounds += [f"{'<=' if 'maximum' in s else '<'} {hi:g}"] if hi is not None else []
+    return " ".join(["an integer" if kind == "integer" else "a finite number", " and ".join(bounds)]).strip()

@@ -1,7 +1,7 @@
 """Stage 2: train the refiner (and the mask path) on top of the stage-1 autoencoder.
 
-`build_inpainting_system` is the one place that reads the run config for this stage. It hands
-`InpaintingSystem` explicit parts: the network, the frozen target encoder of the latent loss, the loss
+`build_inpainting_system` turns the run config (`RunConfig`, training/config.py) into what this stage
+trains. It hands `InpaintingSystem` explicit parts: the network, the frozen target encoder of the latent loss, the loss
 weights, the optional pixel and latent discriminators, the optional perceptual loss, the optimiser
 settings and the modules to keep frozen. The system only combines them, one manual step at a time: the
 generator step, then each discriminator's step.
@@ -22,33 +22,14 @@ from latentpaint.models.discriminator import LatentDiscriminator, NLayerDiscrimi
 from latentpaint.models.ffc import features_to_tensor
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
+from latentpaint.models.refiner_init import REFINER_INITS
 from latentpaint.storage.state import load_state_strict, strip_prefix
 from latentpaint.storage.torchfile import read_training_checkpoint
+from latentpaint.training.config import LossConfig, ModelConfig, RunConfig
 from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, discriminator_adam, manual_step
-from latentpaint.training.rules import REFINER_INITS
-from latentpaint.training.settings import LossConfig, ModelConfig, RunConfig
 
-IDENTITY_EPS = 1e-3
-LOSS_MODES = ("pixel", "latent", "both")
 # the discriminators a system may have, in step order, with the prefix of their log keys
 DISCRIMINATORS = {"discriminator": "", "latent_discriminator": "latent_"}
-
-
-def init_refiner_as_identity(network: InpaintingNetwork) -> None:
-    """Makes every FFC ResNet block of the refiner start as (almost) the identity.
-
-    The block adds conv2(conv1(x)) to x, and conv2 ends in BatchNorm + ReLU. With the BN scale at zero
-    the branch is a constant ReLU(bias): zero-gamma initialisation (Goyal et al. 2017) as such would give
-    ReLU(0) = 0 and no gradient, so the bias is a small positive epsilon. At step 0 the refiner then passes
-    the encoder's features through, and with a prefilled hole and zero mask-control convs the network
-    starts as the stage-1 autoencoder applied to the prefill; training only has to improve on that.
-    """
-    with torch.no_grad():
-        for block in network.generator.refiner:
-            for bn in (block.conv2.bn_l, block.conv2.bn_g):
-                if isinstance(bn, nn.BatchNorm2d):
-                    bn.weight.zero_()
-                    bn.bias.fill_(IDENTITY_EPS)
 
 
 def init_from_autoencoder(network: InpaintingNetwork, autoencoder: FFCResNetGenerator) -> None:
@@ -89,28 +70,15 @@ def frozen_parts(network: InpaintingNetwork, model: ModelConfig, use_pixel: bool
 
 
 def build_inpainting_system(
-    config: dict, autoencoder_state: dict | None = None, restoring: bool = False
+    cfg: RunConfig, autoencoder_state: dict | None = None, restoring: bool = False
 ) -> InpaintingSystem:
-    """The stage-2 system a (validated) run config describes.
+    """The stage-2 system a run config describes.
 
     `autoencoder_state`: the stage-1 generator weights (`load_autoencoder_state`), which initialise the
     encoder and decoder and give the latent loss its targets. With `restoring`, a resumed checkpoint
-    brings every weight, so none is needed. The config dict is what checkpoints record.
+    brings every weight, so none is needed. The config's plain dict is what checkpoints record.
     """
-    cfg = RunConfig.from_dict(config)
     m, loss = cfg.model, cfg.loss
-    if loss.mode not in LOSS_MODES:
-        raise LatentpaintError(f"loss.mode must be pixel, latent or both, not {loss.mode!r}")
-    if m.refiner_init not in REFINER_INITS:
-        raise LatentpaintError(
-            f"model.refiner_init must be one of {', '.join(REFINER_INITS)}, not {m.refiner_init!r}"
-        )
-    if loss.latent_adversarial > 0 and not loss.use_latent:
-        raise LatentpaintError("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
-    if m.output == "residual" and m.prefill == "none":
-        raise LatentpaintError(
-            "model.output residual adds the refiner's change to a prefill: set model.prefill"
-        )
     network = m.spec.build()
     # the latent space is the stage-1 autoencoder's: its encoder, frozen, gives the targets
     autoencoder = m.spec.autoencoder_generator()
@@ -119,12 +87,11 @@ def build_inpainting_system(
         init_from_autoencoder(network, autoencoder)
     elif (m.freeze_autoencoder or loss.use_latent) and not restoring:
         raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
-    if m.refiner_init == "identity":
-        init_refiner_as_identity(network)
+    REFINER_INITS[m.refiner_init](network)
     system = InpaintingSystem(
         network,
         loss,
-        OptimiserSettings.from_config(cfg),
+        cfg.optimiser,
         target_encoder=autoencoder.encoder if loss.use_latent else None,
         discriminator=NLayerDiscriminator(ndf=loss.discriminator_ndf) if loss.adversarial > 0 else None,
         latent_discriminator=(
@@ -135,7 +102,7 @@ def build_inpainting_system(
         ),
         frozen=frozen_parts(network, m, loss.use_pixel),
     )
-    system.save_hyperparameters({"config": config})  # what `--resume` and the loaders read back
+    system.save_hyperparameters({"config": cfg.to_dict()})  # what `--resume` and the loaders read back
     return system
 
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.training.rules import SCHEDULES
 
-if TYPE_CHECKING:
-    from latentpaint.training.settings import RunConfig
+SCHEDULES = ("constant", "cosine")  # optim.schedule: after linear warm-up, constant or cosine to zero
 
 
 def schedule_factor(step: int, schedule: str, warmup_steps: int, max_steps: int) -> float:
@@ -34,7 +31,8 @@ def schedule_factor(step: int, schedule: str, warmup_steps: int, max_steps: int)
 @dataclass(frozen=True)
 class OptimiserSettings:
     """What both stages' optimisers need: Adam's rates and betas, the generator's schedule (its length is
-    `max_steps`, so a resumed run continues on the same curve) and gradient-norm clipping."""
+    `max_steps`, so a resumed run continues on the same curve) and gradient-norm clipping. A run's config
+    gives them as `cfg.optimiser` (training/config.py)."""
 
     lr: float
     lr_d: float = 1.0e-4
@@ -43,19 +41,6 @@ class OptimiserSettings:
     warmup_steps: int = 0
     max_steps: int = 1000
     gradient_clip_val: float | None = None
-
-    @classmethod
-    def from_config(cls, cfg: RunConfig) -> OptimiserSettings:
-        o = cfg.optim
-        return cls(
-            o.lr,
-            o.lr_d,
-            o.betas,
-            o.schedule,
-            o.warmup_steps,
-            cfg.trainer.max_steps,
-            cfg.trainer.gradient_clip_val,
-        )
 
 
 def manual_step(system, optimizer, loss: torch.Tensor, raw: bool = False) -> None:

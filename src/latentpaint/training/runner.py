@@ -14,18 +14,17 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, TQD
 from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.errors import LatentpaintError
 from latentpaint.training.autoencoder import build_autoencoder_system
-from latentpaint.training.callbacks import (  # noqa: F401  (CHECKPOINT_DIR, LAST, last_checkpoint: also read from here)
+from latentpaint.training.callbacks import (
     CHECKPOINT_DIR,
-    LAST,
     AtomicCheckpointIO,
     FiniteLossGuard,
     ResumableCSVLogger,
     StepTimer,
     last_checkpoint,
 )
-from latentpaint.training.config import save_config, validate_config
+from latentpaint.training.config import OptimConfig, RunConfig
 from latentpaint.training.inpainting import build_inpainting_system, load_autoencoder_state
-from latentpaint.training.settings import OptimConfig, RunConfig
+from latentpaint.training.presets import save_config
 from latentpaint.training.validation import validation
 
 
@@ -44,13 +43,12 @@ def loggers(out_dir: Path, tensorboard: bool) -> list:
     return chosen
 
 
-def build_system(config: dict, restoring: bool = False) -> L.LightningModule:
+def build_system(cfg: RunConfig, restoring: bool = False) -> L.LightningModule:
     """The Lightning system of the config's stage; with `restoring`, the weights come from a checkpoint."""
-    if config["stage"] == "autoencoder":
-        return build_autoencoder_system(config)
-    autoencoder = config.get("autoencoder")
-    state = load_autoencoder_state(autoencoder) if autoencoder and not restoring else None
-    return build_inpainting_system(config, state, restoring=restoring)
+    if cfg.stage == "autoencoder":
+        return build_autoencoder_system(cfg)
+    state = load_autoencoder_state(cfg.autoencoder) if cfg.autoencoder and not restoring else None
+    return build_inpainting_system(cfg, state, restoring=restoring)
 
 
 def weight_averaging(optim: OptimConfig) -> list:
@@ -59,42 +57,35 @@ def weight_averaging(optim: OptimConfig) -> list:
     return [EMAWeightAveraging(decay=optim.ema_decay)] if optim.ema_decay > 0 else []
 
 
-def train(config: dict, out_dir: str | Path, resume: str | Path | None = None) -> Path:
-    """Trains one run into `out_dir`; returns the final checkpoint path.
+def train(cfg: RunConfig, out_dir: str | Path, resume: str | Path | None = None) -> Path:
+    """Trains the run `cfg` describes (checked where the command read it) into `out_dir`; returns the
+    final checkpoint path.
 
-    The config is validated first (types and ranges, `validate_config`). A run that fails before
-    writing any checkpoint into a folder it created removes that folder: no `config.yaml` or `logs/`
-    of a run that never happened.
+    A run that fails before writing any checkpoint into a folder it created removes that folder: no
+    `config.yaml` or `logs/` of a run that never happened.
     """
-    validate_config(config)
     out_dir = Path(out_dir)
     new_folder = not out_dir.exists()
     try:
-        return _train(config, out_dir, resume)
+        return _train(cfg, out_dir, resume)
     except BaseException:
         if new_folder and out_dir.is_dir() and not any((out_dir / CHECKPOINT_DIR).glob("*.ckpt")):
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
 
 
-def _train(config: dict, out_dir: Path, resume: str | Path | None) -> Path:
+def _train(cfg: RunConfig, out_dir: Path, resume: str | Path | None) -> Path:
     _quiet_lightning()
-    cfg = RunConfig.from_dict(config)
-    if cfg.loss.adversarial > 0 and str(cfg.trainer.precision).startswith("16"):
-        raise LatentpaintError(
-            "GAN presets train in 32-true or bf16-mixed precision, not fp16 (no loss scaler for D)"
-        )
-    out_dir = Path(out_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = None
     if resume is not None:
         ckpt_path = Path(resume)
         if not ckpt_path.is_file():
             raise LatentpaintError(f"nothing to resume: {ckpt_path} does not exist")
-    system = build_system(config, restoring=ckpt_path is not None)
+    system = build_system(cfg, restoring=ckpt_path is not None)
     trainer = build_trainer(cfg, out_dir)
     if trainer.is_global_zero:
-        save_config(config, out_dir / "config.yaml")
+        save_config(cfg, out_dir / "config.yaml")
         if getattr(system, "perceptual", None) is not None:  # which network the run's log and report mean
             print(f"perceptual loss: {system.perceptual.description}", file=sys.stderr)
         # a SIGKILL during a checkpoint write leaves its temp file behind (never a broken .ckpt)

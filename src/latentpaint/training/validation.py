@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -20,9 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from latentpaint.data.datamodule import validation_loader
 from latentpaint.errors import LatentpaintError
 from latentpaint.models.apply import image_to_tensor, inpaint_uint8, tensor_to_image
-
-if TYPE_CHECKING:
-    from latentpaint.training.settings import RunConfig
+from latentpaint.training.config import RunConfig
 
 VAL_METRIC = "val_ssim_fid100_f1_total_mean"  # LaMa's monitor name
 BEST_FILENAME = "best-step{step:06d}"
@@ -69,20 +66,13 @@ def metric_suite_factory(fid_feature: str) -> SuiteFactory:
 
 
 def validation(
-    config: RunConfig | dict, checkpoint_dir: Path, make_suite: SuiteFactory | None = None
+    cfg: RunConfig, checkpoint_dir: Path, make_suite: SuiteFactory | None = None
 ) -> tuple[list[Callback], dict]:
-    """(callbacks, Trainer arguments) for a run's validation (its typed `RunConfig` or its config dict);
-    none and validation off without data.val."""
-    from latentpaint.training.settings import RunConfig
-
-    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    """(callbacks, Trainer arguments) for a run's validation; none and validation off without data.val
+    (which the config allows for inpainting runs only)."""
     folder, t = cfg.data.val, cfg.trainer
     if not folder:
         return [], {"limit_val_batches": 0}
-    if cfg.stage != "inpainting":
-        raise LatentpaintError(
-            "data.val (--val-data) scores inpainting; stage-1 autoencoder runs have no validation"
-        )
     validation_loader(folder)  # Lightning asks for the loader at the first validation: check the folder now
     interval = t.val_check_interval or t.checkpoint_every_n_steps
     score = ValidationScore(make_suite or metric_suite_factory(t.val_fid_feature))
