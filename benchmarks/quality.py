@@ -103,7 +103,7 @@ def autoencoder_psnr(checkpoint: Path, images: np.ndarray) -> float:
     """Stage 1's held-out reconstruction PSNR: mean over crops of PSNR(D(E(x)), x)."""
     from latentpaint.inference.checkpoints import read_training_checkpoint, strip_prefix
     from latentpaint.metrics.suite import psnr
-    from latentpaint.models.spec import ModelSpec
+    from latentpaint.models.network import ModelSpec
 
     config, state = read_training_checkpoint(checkpoint)
     generator = ModelSpec.from_dict(config["model"], checkpoint).autoencoder_generator()
@@ -117,7 +117,7 @@ def autoencoder_psnr(checkpoint: Path, images: np.ndarray) -> float:
 
 
 def fill_with_opencv(method: str, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    from latentpaint.evaluation.classical import opencv_inpaint
+    from latentpaint.inference.classical import opencv_inpaint
 
     return np.stack([opencv_inpaint(i, m, method) for i, m in zip(images, masks)])
 

@@ -142,3 +142,43 @@ def test_the_import_reader_sees_imports_inside_functions(tmp_path):
     )
     known = modules()
     assert imports_of(source, known) == {"latentpaint.inference.checkpoints", "latentpaint.masks"}
+
+
+MAX_LINES = 400  # a module longer than this is two modules
+
+
+def defines_something(tree: ast.Module) -> bool:
+    """Whether a module has code of its own beyond its docstring, imports and `__all__`."""
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):  # the docstring
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if targets and all(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            continue
+        return True
+    return False
+
+
+def test_every_module_is_the_home_of_what_it_defines():
+    # a package's __init__.py may gather its public names; any other module that only passes on names
+    # defined elsewhere is a second path to them
+    shims = [
+        name
+        for name, path in modules().items()
+        if path.name != "__init__.py" and not defines_something(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not shims, f"modules that only re-export: {shims}"
+
+
+def test_the_import_reader_tells_a_shim_from_a_module():
+    assert not defines_something(ast.parse('"""Moved."""\nfrom a import b\n__all__ = ["b"]\n'))
+    assert defines_something(ast.parse("from a import b\nLIMIT = 3\n"))
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {
+        name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these modules: {long}"

@@ -1,4 +1,3 @@
-import inspect
 import os
 
 import numpy as np
@@ -8,7 +7,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from latentpaint.errors import LatentpaintError
-from latentpaint.evaluation.classical import opencv_inpaint
+from latentpaint.inference.classical import opencv_inpaint
 from latentpaint.metrics import bins
 from latentpaint.metrics.fid import (
     PYTORCH_FID_FILE,
@@ -276,37 +275,3 @@ def test_opencv_inpaint_fills_only_the_hole():
         opencv_inpaint(image, mask, method="patchmatch")
     with pytest.raises(LatentpaintError, match="must be the same size"):
         opencv_inpaint(image, mask[:10])
-
-
-def test_the_old_evaluation_paths_give_the_moved_objects():
-    # the metric modules moved to latentpaint.metrics; evaluation's old modules re-export them
-    from latentpaint.evaluation import bins as old_bins
-    from latentpaint.evaluation import fid as old_fid
-    from latentpaint.evaluation import metrics as old_metrics
-    from latentpaint.evaluation import weight_files as old_weight_files
-    from latentpaint.metrics import fid, suite, weight_files
-
-    assert old_metrics.MetricSuite is suite.MetricSuite and old_metrics.ssim is suite.ssim
-    assert (
-        old_metrics.FID_FEATURES is fid.FID_FEATURES
-        and old_metrics.find_weight_file is weight_files.find_weight_file
-    )
-    assert old_fid.create_fid_feature is fid.create_fid_feature
-    assert old_weight_files.torch_hub_holding is weight_files.torch_hub_holding
-    assert old_bins.ssim_fid100_f1 is bins.ssim_fid100_f1 and old_bins.BIN_LABELS is bins.BIN_LABELS
-    for old, new in (
-        (old_metrics, suite),
-        (old_fid, fid),
-        (old_weight_files, weight_files),
-        (old_bins, bins),
-    ):
-        # the names a module defines itself: constants, and functions and classes whose home it is
-        public = {
-            name
-            for name, value in vars(new).items()
-            if not name.startswith("_")
-            and not inspect.ismodule(value)
-            and getattr(value, "__module__", new.__name__) == new.__name__
-        }
-        missing = {name for name in public if getattr(old, name, None) is not getattr(new, name)}
-        assert not missing, f"{old.__name__} lacks {sorted(missing)}"

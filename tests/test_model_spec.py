@@ -1,4 +1,4 @@
-"""models/spec.py: one description of a network, read from run configs, releases and the shipped model."""
+"""models/network.py's ModelSpec: one description of a network, read from run configs, releases and the shipped model."""
 
 import copy
 import json
@@ -9,8 +9,7 @@ import torch
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import load_release, release_config, save_release
-from latentpaint.models.network import InpaintingNetwork
-from latentpaint.models.spec import ModelSpec
+from latentpaint.models.network import InpaintingNetwork, ModelSpec
 
 
 def test_a_network_knows_its_spec_and_the_spec_rebuilds_it():

@@ -8,8 +8,8 @@ import torch
 
 from latentpaint.data.photos import assemble, split_groups
 from latentpaint.errors import LatentpaintError
-from latentpaint.evaluation.classical import opencv_inpaint
 from latentpaint.inference.checkpoints import load_network, load_torch_file, save_release
+from latentpaint.inference.classical import opencv_inpaint
 from latentpaint.inference.export import export_torchscript
 from latentpaint.models.discriminator import LatentDiscriminator
 from latentpaint.models.network import InpaintingNetwork, ModelSpec

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from latentpaint.inference.classical import opencv_inpaint
-
-__all__ = ["HIGHER_IS_BETTER", "opencv_inpaint", "worse_metrics"]  # opencv_inpaint lives in inference/
-
 # the scores a summary compares, and which way is better
 HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "fid": False, "lpips": False}
 

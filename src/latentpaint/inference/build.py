@@ -1,6 +1,6 @@
 """From a model description (release config.json, a run's model section, a LaMa folder) to a network.
 
-The description itself is `models.spec.ModelSpec` (`from_dict` checks it, `build` makes the network);
+The description itself is `models.network.ModelSpec` (`from_dict` checks it, `build` makes the network);
 this module adds what loading weights needs on top.
 
 Each description is checked (types, ranges, parameter count, agreement with the weight file's shapes) on
@@ -22,7 +22,7 @@ from latentpaint.storage.torchfile import error_reason
 def check_model_config(config: Any, source: str | Path = "model config") -> dict:
     """The constructor arguments of an `InpaintingNetwork` from a release/run config, checked
     (`ModelSpec.from_dict`: types and sane ranges, without allocating anything)."""
-    from latentpaint.models.spec import ModelSpec
+    from latentpaint.models.network import ModelSpec
 
     return ModelSpec.from_dict(config, source).to_dict()
 
@@ -34,7 +34,7 @@ def plan_network(config: Any, source: str | Path = "model config"):
     Returns the meta-device network, whose `state_dict()` has every key and shape a weight file must have.
     """
     from latentpaint.models.limits import MAX_PARAMETERS
-    from latentpaint.models.spec import ModelSpec
+    from latentpaint.models.network import ModelSpec
 
     spec = ModelSpec.from_dict(config, source)
     try:

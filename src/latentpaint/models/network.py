@@ -26,9 +26,10 @@ PREFILLS = ("none", "pyramid", "telea")
 OUTPUTS = ("direct", "residual")
 
 
-# -- ModelSpec: the one description of an inpainting network (public path: models/spec.py) -----------------
-# It lives beside the network it builds because each needs the other: a network carries its spec and a
-# spec builds its network; one module keeps that a single import, not a circle.
+# -- ModelSpec: the one description of an inpainting network that runs, releases and loaders share ---------
+# Its dictionary form is the `model` section of a run config (plus training-only keys) and the top of a
+# release `config.json` (plus provenance keys). It lives beside the network it builds because each needs
+# the other: a network carries its spec and a spec builds its network; one module, not a circle.
 SPEC_KEYS = ("arch", "mask_mode", "delta", "prefill", "overrides", "output")
 MASK_MODES = ("alpha", "control")
 
@@ -129,7 +130,7 @@ class InpaintingNetwork(nn.Module):
     OpenCV's Telea fill (`models/prefill.py`); `"none"` is LaMa's convention and the default.
     `output="residual"` predicts prefill + D(R(z)) - D(z) instead of D(R(z)) (see OUTPUTS).
     State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`. `spec` is the
-    network's description (`models/spec.py`): `network.spec.build()` makes an untrained twin.
+    network's description (`ModelSpec` above): `network.spec.build()` makes an untrained twin.
     """
 
     def __init__(

@@ -38,7 +38,7 @@ def load_for_visualization(path: str | Path):
     )
     from latentpaint.inference.lama import raise_if_torchscript
     from latentpaint.inference.safety import model_section
-    from latentpaint.models.spec import ModelSpec
+    from latentpaint.models.network import ModelSpec
 
     path = Path(path)
     if not path.is_file():
