@@ -11,7 +11,7 @@ import yaml
 from latentpaint.errors import LatentpaintError
 from latentpaint.training.config import SECTIONS, RunConfig, schema
 from latentpaint.training.inpainting import build_inpainting_system
-from latentpaint.training.presets import HARDWARE, apply_hardware, apply_overrides, load_preset, save_config
+from latentpaint.training.presets import HARDWARE, apply_overrides, hardware, load_preset, save_config
 
 # keys a run of an earlier version may lack; reading its config fills them from today's defaults
 NEWER_KEYS = {
@@ -69,13 +69,14 @@ def test_the_saved_config_is_a_plain_yaml_dict_that_reads_back(tmp_path):
 
 def test_hardware_flags_parse_once_for_every_command():
     cfg = load_preset("autoencoder")
-    changed = apply_hardware(cfg, accelerator="cpu", devices="2", strategy=None)
+    changed = load_preset("autoencoder", [], hardware(accelerator="cpu", devices="2", strategy=None))
     assert changed.trainer.devices == 2 and changed.trainer.accelerator == "cpu"
     assert changed.trainer.strategy == cfg.trainer.strategy
-    assert apply_hardware(cfg, devices="0,1").trainer.devices == "0,1"
-    assert cfg.trainer.devices == 1  # the input is not changed
+    assert cfg.updated(hardware(devices="0,1")).trainer.devices == "0,1"
+    with pytest.raises(LatentpaintError, match="'trainer.devices' must be"):
+        load_preset("autoencoder", [], hardware(devices="two"))
     with pytest.raises(ValueError, match="hardware"):
-        apply_hardware(cfg, precision="16")
+        hardware(precision="16")
     assert set(HARDWARE) <= set(type(cfg.trainer).model_fields)
 
 

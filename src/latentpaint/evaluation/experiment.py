@@ -48,7 +48,7 @@ def prepare_datasets(args: argparse.Namespace) -> tuple[Path, Path]:
 def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[RunConfig, dict[str, RunConfig]]:
     """(stage-1 config, {preset: stage-2 config}) with the experiment's settings, read once before any
     training; every run of a row is its config with its seed and the stage-1 checkpoint."""
-    from latentpaint.training.presets import apply_hardware, load_preset
+    from latentpaint.training.presets import hardware, load_preset
 
     common = [
         f"data.train={train_dir}", f"data.size={args.size}", f"data.batch_size={args.batch_size}",
@@ -59,7 +59,7 @@ def build_configs(args: argparse.Namespace, train_dir: Path) -> tuple[RunConfig,
         # a few points per curve even for short runs; --set comes last so the user always wins
         every = max(1, min(10, steps // 20))
         sets = [*common, f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={every}", *args.set]
-        return apply_hardware(load_preset(preset, sets), accelerator=args.accelerator, devices=args.devices)
+        return load_preset(preset, sets, hardware(accelerator=args.accelerator, devices=args.devices))
 
     stage2 = {
         preset: _find_perceptual_weights(config_for(preset, args.steps), args.weights_dir)

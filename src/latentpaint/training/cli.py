@@ -94,12 +94,14 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | No
     reads its configuration."""
     from latentpaint.storage.torchfile import read_training_checkpoint
     from latentpaint.training.callbacks import last_checkpoint
-    from latentpaint.training.config import RunConfig
-    from latentpaint.training.presets import HARDWARE, apply_hardware, load_preset
+    from latentpaint.training.config import RunConfig, merge
+    from latentpaint.training.presets import HARDWARE, hardware, load_preset
 
     name = args.config or ("autoencoder" if args.stage == "autoencoder" else "latent-control")
     out = Path(args.out or Path("runs") / Path(name).stem)
     resume = None
+    # hardware may change between runs of the same config; it is merged in before the one check
+    flags = hardware(**{key: getattr(args, key) for key in HARDWARE})
     if args.resume:
         resume = last_checkpoint(out) if args.resume == "last" else Path(args.resume)
         if not resume.is_file():
@@ -109,7 +111,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | No
         # a checkpoint carries its run's configuration: resuming never depends on today's flags
         saved, _ = read_training_checkpoint(resume)
         try:  # checked like a preset, so another project's `config` hyperparameter is one clear error
-            cfg = RunConfig.read(saved)
+            cfg = RunConfig.read(merge(saved, flags))
         except LatentpaintError as exc:
             raise LatentpaintError(f"{resume} does not hold a latentpaint run config: {exc}") from None
     else:
@@ -120,9 +122,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | No
             sets.append(f"data.train={args.data}")
         if args.val_data:
             sets.append(f"data.val={args.val_data}")
-        cfg = load_preset(name, sets)
-    # hardware may change between runs of the same config
-    cfg = apply_hardware(cfg, **{key: getattr(args, key) for key in HARDWARE})
+        cfg = load_preset(name, sets, flags)
     if (cfg.stage == "autoencoder") != (args.stage == "autoencoder"):
         raise LatentpaintError(f"config {name!r} is a {cfg.stage} config, not for `train {args.stage}`")
     return cfg, out, resume

@@ -304,10 +304,11 @@ def merge(data: Mapping, update: Mapping, kind: type[Section] = RunConfig, path:
         section = _section_of(field.annotation)
         if section is None:
             out[name] = value
-        elif isinstance(value, Mapping):
-            out[name] = merge(out.get(name) or {}, value, section, where + ".")
+        elif isinstance(value, Mapping) and isinstance(out.setdefault(name, {}), Mapping):
+            out[name] = merge(out[name], value, section, where + ".")
         else:
-            raise LatentpaintError(f"config key {where!r} must be a mapping")
+            bad = out[name] if isinstance(value, Mapping) else value  # the update's, or what it updates
+            raise LatentpaintError(f"config key {where!r} must be a mapping, not {short(bad)}")
     return out
 
 

@@ -8,7 +8,7 @@ config is saved beside the checkpoints (`save_config`), and a resumed run reads 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_preset(name_or_path: str, overrides: Iterable[str] = ()) -> RunConfig:
-    """The preset (its `base:` chain resolved) with `--set`-style overrides on top, checked once."""
+def load_preset(name_or_path: str, overrides: Iterable[str] = (), *updates: Mapping) -> RunConfig:
+    """The preset (its `base:` chain resolved) with `--set`-style overrides on top, then `updates` (nested
+    mappings such as `hardware()`'s), checked once."""
     data = _preset_data(name_or_path)
-    for item in overrides:
-        data = merge(data, parse_override(item))
+    for update in [*(parse_override(item) for item in overrides), *updates]:
+        data = merge(data, update)
     return RunConfig.read(data)
 
 
@@ -95,8 +96,9 @@ def parse_override(text: str) -> dict:
     return update
 
 
-def apply_hardware(cfg: RunConfig, **flags: Any) -> RunConfig:
-    """`cfg` with the given `HARDWARE` flags (None: keep the config's) as trainer keys.
+def hardware(**flags: Any) -> dict:
+    """The update that sets the given `HARDWARE` flags (None: keep the config's) as trainer keys, for
+    `load_preset` or a saved config (`merge`): {"trainer": {...}}.
 
     Flags arrive as command-line text: a number of devices becomes an integer, '0,1' stays indices.
     """
@@ -106,7 +108,7 @@ def apply_hardware(cfg: RunConfig, **flags: Any) -> RunConfig:
     given = {
         k: int(v) if k == "devices" and str(v).isdigit() else v for k, v in flags.items() if v is not None
     }
-    return cfg.updated({"trainer": given}) if given else cfg
+    return {"trainer": given}
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
