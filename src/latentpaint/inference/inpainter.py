@@ -11,11 +11,13 @@ from PIL import Image
 from latentpaint.data.images import check_same_size, fill_mask, is_lossy, mask_levels, rgb_array
 from latentpaint.errors import LatentpaintError
 from latentpaint.models.apply import (  # noqa: F401 - they moved there; importable from here as before
+    host_prefill_of,
     image_to_tensor,
     inpaint_uint8,
     network_inputs,
     network_multiple,
     pad_to_multiple,
+    prepared_inputs,
     tensor_to_image,
 )
 from latentpaint.models.damage import latent_damage
@@ -89,5 +91,8 @@ class Inpainter:
     def latent_damage(self, image, mask) -> np.ndarray:
         """D(E(gt) - E(masked)) as a uint8 picture of the input size (the thesis' damage map)."""
         image, mask = to_rgb_array(image), to_mask_array(mask)
-        x, m = self._tensors(image, mask)
-        return tensor_to_image(latent_damage(self.network, x, m), *image.shape[:2])
+        check_same_size(image, mask)
+        x, m, prefilled = prepared_inputs(
+            image, mask, self.multiple, self.device, self.optimized, host_prefill_of(self.network)
+        )
+        return tensor_to_image(latent_damage(self.network, x, m, prefilled), *image.shape[:2])

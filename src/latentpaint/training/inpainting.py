@@ -183,10 +183,16 @@ class InpaintingSystem(L.LightningModule):
     # -- one optimisation step: the generator, then each discriminator ---------------------------------
     def training_step(self, batch, batch_idx):
         image, mask = batch["image"], batch["mask"]
+        prefilled = batch.get("prefill")
+        if prefilled is None and self.network.host_prefill is not None:
+            raise LatentpaintError(
+                f"the batch has no 'prefill': a {self.network.prefill} prefill is computed by the data "
+                "loader (TrainingDataset(prefill=...)), never inside the training step"
+            )
         opts = self.optimizers()
         opt = dict(zip(["generator", *self.discriminators()], opts if isinstance(opts, list) else [opts]))
         logs: dict[str, torch.Tensor] = {}
-        total, judged = self.generator_loss(image, mask, logs)
+        total, judged = self.generator_loss(image, mask, logs, prefilled)
         manual_step(self, opt["generator"], total)
         self.lr_schedulers().step()
         for name, (fake, real) in judged.items():
@@ -194,13 +200,13 @@ class InpaintingSystem(L.LightningModule):
             logs[f"{DISCRIMINATORS[name]}adv_d"] = d_loss
 
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)
-        self.log("train/loss", total.detach(), prog_bar=True)
+        self.log("train/loss", total.detach())  # shown by the progress bar at log steps (LogStepProgressBar)
         return {"loss": total.detach()}
 
-    def generator_loss(self, image, mask, logs: dict) -> tuple[torch.Tensor, dict]:
+    def generator_loss(self, image, mask, logs: dict, prefilled=None) -> tuple[torch.Tensor, dict]:
         """The generator's total loss (its terms go into `logs`) and, per discriminator to train next,
-        the (fake, real) pair it judges."""
-        masked = self.network.masked_image(image, mask)
+        the (fake, real) pair it judges. `prefilled`: the batch's host prefill (`batch["prefill"]`)."""
+        masked = self.network.masked_image(image, mask, prefilled)
         z0 = self.network.encode_masked(masked, mask)
         z = self.network.refine(z0)
         total = image.new_zeros(())

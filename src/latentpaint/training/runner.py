@@ -122,6 +122,8 @@ def build_datamodule(cfg: RunConfig) -> InpaintingDataModule:
         train=d.train, size=d.size, batch_size=d.batch_size, num_workers=d.num_workers,
         mask_preset=d.mask_preset, seed=cfg.seed, max_steps=cfg.trainer.max_steps,
         max_short_side=d.max_short_side, augmentation=d.augmentation, val=d.val,
+        # a host prefill (Telea) runs in the loader's workers, on the uint8 crops
+        prefill=cfg.model.prefill if cfg.stage == "inpainting" else "none",
     )  # fmt: skip
 
 
