@@ -24,7 +24,13 @@ from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.network import InpaintingNetwork
 from latentpaint.storage.state import load_state_strict, strip_prefix
 from latentpaint.storage.torchfile import read_training_checkpoint
-from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, discriminator_adam, manual_step
+from latentpaint.training.optim import (
+    OptimiserSettings,
+    adam_with_schedule,
+    clip_gradient_norm,
+    discriminator_adam,
+    manual_step,
+)
 from latentpaint.training.rules import REFINER_INITS
 from latentpaint.training.settings import LossConfig, ModelConfig, RunConfig
 
@@ -276,6 +282,10 @@ class InpaintingSystem(L.LightningModule):
         )
         manual_step(self, optimizer, loss, raw=True)
         return loss.detach()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # after Lightning's unscaling (16-mixed), before the step: the clip sees the true gradients
+        clip_gradient_norm(self, optimizer)
 
     def validation_step(self, batch, batch_idx):
         """One validation pair inpainted; training/validation.py's callback scores it (data.val)."""
