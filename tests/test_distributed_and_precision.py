@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.checkpoints import load_network, load_torch_file
-from latentpaint.models import prefill
 from latentpaint.training import runner
 from latentpaint.training.config import list_presets, load_preset
 from latentpaint.training.inpainting import build_inpainting_system
@@ -33,21 +32,6 @@ class FixedBatches(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.batch
-
-
-def tiny_system(preset: str, tiny, *extra: str, size: int = 32):
-    """(config, system, one fixed batch) of `preset` on an untrained stage-1 autoencoder of its generator."""
-    config = tiny.config(
-        preset, "loss.perceptual_weights=random", "loss.discriminator_ndf=8", *extra, size=size
-    )
-    stage1 = RunConfig.from_dict(config).model.spec.autoencoder_generator().state_dict()
-    system = build_inpainting_system(config, stage1)
-    g = torch.Generator().manual_seed(0)
-    batch = {"image": torch.rand(2, 3, size, size, generator=g), "mask": torch.zeros(2, 1, size, size)}
-    batch["mask"][..., size // 4 : 3 * size // 4, size // 4 : size // 2] = 1
-    if system.network.host_prefill is not None:  # what the data module's workers add
-        batch["prefill"] = prefill.host_fill_tensor(system.network.prefill, batch["image"], batch["mask"])
-    return config, system, batch
 
 
 @pytest.fixture
@@ -70,7 +54,7 @@ def test_every_preset_trains_under_ddp(preset, tiny, tmp_path, process_group):
     leaves the other network's parameters unused, which DDP refuses unless it is told to look for them."""
     sets = ["trainer.strategy=ddp", "trainer.max_steps=2", "trainer.checkpoint_every_n_steps=100"]
     # the perceptual network is frozen (nothing for DDP to reduce) and costs most of lama-full's time here
-    config, system, batch = tiny_system(preset, tiny, *sets, "loss.perceptual=0")
+    config, system, batch = tiny.system(preset, *sets, "loss.perceptual=0")
     trainer = build_trainer(RunConfig.from_dict(config), tmp_path)
     trainer.fit(system, DataLoader(FixedBatches(batch, 2), batch_size=None))
     assert trainer.global_step == 2 and torch.distributed.get_backend() == "gloo"
@@ -110,7 +94,7 @@ def test_gradient_clipping_sees_unscaled_fp16_gradients(precision, tiny, monkeyp
     """Lightning turns 16-mixed into bf16 on a CPU; an explicit fp16 plugin with a GradScaler is the only
     way to exercise the scaler here. Clipping before Lightning unscaled gave 1e-3 / scale."""
     clip = 1e-3  # far below the true norm, so every step clips
-    _, system, batch = tiny_system("latent-control", tiny, f"trainer.gradient_clip_val={clip}")
+    _, system, batch = tiny.system("latent-control", f"trainer.gradient_clip_val={clip}")
     seen = _adam_grad_norms(monkeypatch)
     plugins = []
     if precision == "16-mixed":
@@ -136,7 +120,7 @@ def test_fp16_is_refused_for_both_kinds_of_discriminator(tiny, tmp_path):
 def test_a_raw_discriminator_step_refuses_a_loss_scaler(tiny):
     from latentpaint.training.optim import manual_step
 
-    _, system, _ = tiny_system("latent-adversarial", tiny)
+    _, system, _ = tiny.system("latent-adversarial")
 
     class Plugin:
         scaler = object()
@@ -160,14 +144,14 @@ def test_a_raw_discriminator_step_refuses_a_loss_scaler(tiny):
 
 # -- EMA of the network only ------------------------------------------------------------------------------
 def test_ema_averages_the_network_only_with_lightnings_numbers(tmp_path, monkeypatch, tiny):
-    _, system, _ = tiny_system("latent-adversarial", tiny)
+    _, system, _ = tiny.system("latent-adversarial")
     ema = runner.NetworkEMA(0.5)
     ema.setup(None, system, "fit")
     assert sum(p.numel() for p in ema._average_model.module.parameters()) == sum(
         p.numel() for p in system.network.parameters()
     )  # no discriminator, target encoder or perceptual network copied
 
-    config, _, _ = tiny_system("latent-control", tiny, "optim.ema_decay=0.5", "trainer.max_steps=3")
+    config, _, _ = tiny.system("latent-control", "optim.ema_decay=0.5", "trainer.max_steps=3")
 
     stage1 = RunConfig.from_dict(config).model.spec.autoencoder_generator().state_dict()
     monkeypatch.setattr(runner, "build_system", lambda c, restoring=False: build_inpainting_system(c, stage1))
@@ -187,13 +171,8 @@ def test_ema_averages_the_network_only_with_lightnings_numbers(tmp_path, monkeyp
 
 
 def test_ema_run_resumed_equals_uninterrupted(tmp_path, monkeypatch, tiny):
-    config, _, _ = tiny_system(
-        "latent-control",
-        tiny,
-        "optim.ema_decay=0.5",
-        "trainer.max_steps=4",
-        "trainer.checkpoint_every_n_steps=2",
-    )
+    sets = ["optim.ema_decay=0.5", "trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2"]
+    config = tiny.config("latent-control", *sets, size=32)
     stage1 = RunConfig.from_dict(config).model.spec.autoencoder_generator().state_dict()
     monkeypatch.setattr(runner, "build_system", lambda c, restoring=False: build_inpainting_system(c, stage1))
     straight = load_torch_file(train(config, tmp_path / "a"))

@@ -74,7 +74,7 @@ def prepared_inputs(
     if host_prefill is not None:
         tensors.append(image_to_tensor(prefill.host_prefill(host_prefill, padded, padded_mask)))
     # pinned host memory lets the copies run asynchronously to a CUDA device
-    pin = torch.device(device).type == "cuda"
+    pin = torch.device(device).type == "cuda" and torch.cuda.is_available()
     moved = [(t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in tensors]
     if channels_last:  # a channels-last network (inference/optimize.py): convert the inputs once, here
         moved = [t.contiguous(memory_format=torch.channels_last) for t in moved]

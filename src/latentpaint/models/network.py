@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.models import prefill as prefills
 from latentpaint.models.delta import DeltaRefiner
 from latentpaint.models.ffc import Features, map_features
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.limits import check_generator_args
 from latentpaint.models.mask_control import MaskControl
-from latentpaint.models import prefill as prefills
 from latentpaint.models.registry import create_generator, list_generators
 
 MaskMode = Literal["alpha", "control"]
