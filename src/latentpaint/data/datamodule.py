@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from latentpaint.data.datasets import EvaluationDataset, StepSampler, TrainingDataset, batch_to_float
 from latentpaint.errors import LatentpaintError
@@ -122,15 +122,22 @@ class InpaintingDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader | list:
-        return validation_loader(self.val) if self.val else []
+        if not self.val:
+            return []
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return validation_loader(self.val, rank, world)
 
 
-def validation_loader(folder: str | Path) -> DataLoader:
+def validation_loader(folder: str | Path, rank: int = 0, world_size: int = 1) -> DataLoader:
     """The `data.val` folder (LaMa layout), one pair per batch: validation images keep their own sizes, as in
-    `latentpaint evaluate`."""
+    `latentpaint evaluate`. With several processes each takes every `world_size`-th pair from `rank` on;
+    training/validation.py gathers their scores and FID features before computing."""
     dataset = EvaluationDataset(folder)
     if len(dataset) < 2:
         raise LatentpaintError(
             f"validation folder {folder} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
         )
+    if world_size > 1:
+        dataset = Subset(dataset, range(rank, len(dataset), world_size))
     return DataLoader(dataset, batch_size=1, shuffle=False)
