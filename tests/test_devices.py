@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import functools
 import math
 import traceback
 from pathlib import Path
@@ -35,16 +34,14 @@ FACTORIES = {
 cuda_build = pytest.mark.skipif(not torch.backends.cuda.is_built(), reason="torch without CUDA support")
 
 
-@functools.cache
-def _built(preset: str):
-    from conftest import TinyRun
-
-    return TinyRun().system(preset, "trainer.gradient_clip_val=1")
+_BUILT: dict[str, tuple] = {}
 
 
-def built(preset: str):
+def built(preset: str, tiny):
     """(config, system, batch) of a tiny `preset`, built once per session and copied for each test."""
-    return copy.deepcopy(_built(preset))
+    if preset not in _BUILT:
+        _BUILT[preset] = tiny.system(preset, "trainer.gradient_clip_val=1")
+    return copy.deepcopy(_BUILT[preset])
 
 
 # -- fake CUDA: every tensor a forward pass makes is on its input's device ------------------------------
@@ -68,8 +65,8 @@ class FakeCuda:
 
 @cuda_build
 @pytest.mark.parametrize("preset", STAGE2)
-def test_every_preset_computes_its_losses_on_fake_cuda(preset):
-    _, system, batch = built(preset)
+def test_every_preset_computes_its_losses_on_fake_cuda(preset, tiny):
+    _, system, batch = built(preset, tiny)
     with FakeCuda():
         system = system.to("cuda").train()
         on_cpu = [
@@ -177,10 +174,10 @@ def drive_without_trainer(system) -> list[StubOptimizer]:
 
 
 @pytest.mark.parametrize("preset", STAGE2)
-def test_a_training_step_does_no_host_work(preset):
+def test_a_training_step_does_no_host_work(preset, tiny):
     """generator loss, backward, clipping, every discriminator's loss with R1 and its backward, on meta
     tensors: nothing reads the device, copies to the host or makes CPU tensors."""
-    _, system, batch = built(preset)
+    _, system, batch = built(preset, tiny)
     system = system.to("meta").train()
     optimizers = drive_without_trainer(system)
     batch = {k: torch.empty_like(v, device="meta") for k, v in batch.items()}
