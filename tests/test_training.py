@@ -165,7 +165,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_
     import latentpaint.training.runner as runner
 
     original = runner.FiniteLossGuard
-    monkeypatch.setattr(runner, "FiniteLossGuard", lambda: StopAt(2))
+    monkeypatch.setattr(runner, "FiniteLossGuard", lambda every=(): StopAt(2))
     cfg = tiny.config("latent-control", *sets)
     with pytest.raises(Interrupted):
         train(cfg, tmp_path / "b")
