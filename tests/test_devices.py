@@ -221,7 +221,7 @@ class MetaModule:
 
 
 def test_callbacks_wait_for_a_device_at_sync_points_only(tmp_path):
-    module, guard, timer = MetaModule(), FiniteLossGuard(every=(7,)), StepTimer(tmp_path, 2)
+    module, guard, timer = MetaModule(), FiniteLossGuard(every=(7,)), StepTimer(tmp_path, 2, every=(7,))
     reads = []
     for step in range(1, 11):
         trainer = StubTrainer(step)
@@ -233,7 +233,7 @@ def test_callbacks_wait_for_a_device_at_sync_points_only(tmp_path):
         if watch.hits:
             reads.append(step)
     assert reads == [5, 7, 10]  # log steps (5, 10) and the guard's checkpoint interval (7)
-    assert module.logged == [2, 2] and len(timer.step_times) == 10  # a mean per window, every step timed
+    assert module.logged == [2, 2, 2] and len(timer.step_times) == 10  # a mean per window, every step timed
 
 
 def test_the_loss_guard_names_the_first_bad_step_on_a_device():

@@ -60,12 +60,13 @@ class StepTimer(L.Callback):
     step that produced its weights; steps redone after a kill are counted once.
 
     On a CPU each step is timed from batch start to batch end. On a GPU the host only queues work, so the
-    timer waits for the device at log steps only (`at_sync_point`): each step of the window since the last
+    timer waits for the device at log steps and multiples of `every` (the checkpoint interval, so a
+    checkpoint holds every step's time) only (`at_sync_point`): each step of the window since the last
     one gets the window's mean time (data loading between those steps included), and the log gets it once.
     """
 
-    def __init__(self, out_dir: Path, batch_size: int):
-        self.out_dir, self.batch_size = Path(out_dir), batch_size
+    def __init__(self, out_dir: Path, batch_size: int, every: tuple[int | None, ...] = ()):
+        self.out_dir, self.batch_size, self.every = Path(out_dir), batch_size, tuple(every)
         self.step_times: list[float] = []
         self._t0 = 0.0
         self._window = 0  # steps since the device was last waited for (GPU)
@@ -83,7 +84,7 @@ class StepTimer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._window += 1
         if waits_for_device(pl_module):
-            if not at_sync_point(trainer):
+            if not at_sync_point(trainer, self.every):
                 return
             if pl_module.device.type == "cuda":
                 torch.cuda.synchronize(pl_module.device)

@@ -195,7 +195,8 @@ def build_trainer(cfg: RunConfig, out_dir: Path) -> L.Trainer:
     validation, training/validation.py), timing, the loss guard and EMA."""
     t = cfg.trainer
     val_callbacks, val_settings = validation(cfg, out_dir / CHECKPOINT_DIR)
-    # on a GPU the guard reads the loss at log steps and before every checkpoint or validation only
+    # on a GPU the timer and the guard read the device at log steps and before every checkpoint or
+    # validation only
     guard_every = (t.checkpoint_every_n_steps, val_settings.get("val_check_interval"))
     trainer = _trainer(
         default_root_dir=out_dir,
@@ -209,7 +210,7 @@ def build_trainer(cfg: RunConfig, out_dir: Path) -> L.Trainer:
         callbacks=[
             checkpointing(out_dir, t.checkpoint_every_n_steps),
             *val_callbacks,
-            StepTimer(out_dir, cfg.data.batch_size),
+            StepTimer(out_dir, cfg.data.batch_size, every=guard_every),
         ]
         + [FiniteLossGuard(every=guard_every)]
         + ([LogStepProgressBar()] if t.progress_bar else [])
