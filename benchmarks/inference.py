@@ -2,19 +2,24 @@
 
     python benchmarks/inference.py --arch big-lama --sizes 256,512,1024
     python benchmarks/inference.py --arch big-lama --sizes 512 --compile --json
+    python benchmarks/inference.py --device cuda --sizes 512,1024 --dtypes fp32,bf16 --out infer.json
 
 Eager = `network(image, mask)` under `torch.no_grad()`, BatchNorm in eval mode, as LaMa runs it (an
 untrained network, its BatchNorm statistics measured on two batches so its output is not saturated).
 bn-folded = BatchNorm folded into the convolutions, NCHW, under `torch.inference_mode()`.
 optimized = `Inpainter(..., optimize=True)`'s network: BN folded + channels-last, under inference_mode.
-`--compile` adds optimized + `torch.compile`. Timings are medians over `--reps` calls after warm-up,
+`--compile` adds optimized + `torch.compile`. `--dtypes fp32,bf16` adds eager and optimized under bf16
+autocast (what `Inpainter(dtype="bf16")` runs). Timings are medians over `--reps` calls after warm-up,
 interleaved so drift hits every variant alike; max|diff| is against the eager output's logits (the
-final sigmoid removed, see below; `logit_scale` is their largest magnitude).
+final sigmoid removed, see below; `logit_scale` is their largest magnitude), and the grey-level
+differences compare the images (sigmoid applied, times 255) inside the hole. On CUDA the memory is
+`torch.cuda.max_memory_allocated` of one call of that variant.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -39,8 +44,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--compile", action="store_true", help="also measure folded + torch.compile (slow to compile)"
     )
+    p.add_argument("--compile-sizes", help="with --compile: only at these sizes (default: every size)")
+    p.add_argument("--dtypes", default="fp32", help="fp32 and/or bf16 / fp16 autocast, comma-separated")
+    p.add_argument(
+        "--skip", default="", help="variants to leave out, comma-separated (e.g. bn-folded,eager-bf16)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--out", help="also write the JSON to this file (rewritten after each size)")
     return p.parse_args(argv)
+
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+class Peak:
+    """Peak memory of a block: CUDA allocations on a GPU, the process' resident set on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak = device, 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.rss = PeakRSS().__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.rss.__exit__(*exc)
+            self.peak = self.rss.peak
 
 
 def inputs(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,41 +119,54 @@ def main(argv=None) -> dict:
     network.generator.model[-1] = torch.nn.Identity()
     folded = optimize_for_inference(network, channels_last=False)
     optimized = optimize_for_inference(network)
+    # name -> (network, grad mode, channels-last inputs, autocast dtype)
     variants = {
-        "eager": (network, torch.no_grad, False),
-        "bn-folded": (folded, torch.inference_mode, False),
-        "optimized": (optimized, torch.inference_mode, True),
+        "eager": (network, torch.no_grad, False, None),
+        "bn-folded": (folded, torch.inference_mode, False, None),
+        "optimized": (optimized, torch.inference_mode, True, None),
     }
-    compile_s = None
-    if args.compile:
-        variants["optimized+compile"] = (torch.compile(optimized, dynamic=False), torch.inference_mode, True)
+    for dtype in [d for d in args.dtypes.split(",") if d and d != "fp32"]:
+        variants[f"eager-{dtype}"] = (network, torch.no_grad, False, AUTOCAST[dtype])
+        variants[f"optimized-{dtype}"] = (optimized, torch.inference_mode, True, AUTOCAST[dtype])
+    for name in [v for v in args.skip.split(",") if v and v != "eager"]:
+        variants.pop(name, None)
+    compiled = torch.compile(optimized, dynamic=False) if args.compile else None
+    compile_sizes = {int(s) for s in args.compile_sizes.split(",")} if args.compile_sizes else None
+    compile_s: dict[str, float] = {}
 
+    mem_key = "peak_cuda_mb" if device.type == "cuda" else "peak_rss_mb"
     results: dict = {"machine": machine(), "arch": args.arch, "device": str(device), "sizes": {}}
     for size in [int(s) for s in args.sizes.split(",")]:
+        at_size = dict(variants)
+        if compiled is not None and (compile_sizes is None or size in compile_sizes):
+            at_size["optimized+compile"] = (compiled, torch.inference_mode, True, None)
         image, mask = inputs(size, device)
         with torch.no_grad():
             reference = network(image, mask)
         logit_scale = float(reference.abs().max())
-        times: dict[str, list[float]] = {k: [] for k in variants}
-        peaks, diffs = {}, {}
+        hole = mask.bool().expand_as(reference)
+        times: dict[str, list[float]] = {k: [] for k in at_size}
+        peaks, diffs, greys = {}, {}, {}
         as_channels_last = (
             image.contiguous(memory_format=torch.channels_last),
             mask.contiguous(memory_format=torch.channels_last),
         )
-        for name, (net, mode, cl) in variants.items():  # warm-up, check, peak memory of one call
+        for name, (net, mode, cl, dtype) in at_size.items():  # warm-up, check, peak memory of one call
             x, m = as_channels_last if cl else (image, mask)
-            with mode(), PeakRSS() as rss:
+            with mode(), autocast(device, dtype), Peak(device) as peak:
                 t0 = time.perf_counter()
-                out = net(x, m)
+                out = net(x, m).float()
                 sync(device)
-                if name == "optimized+compile" and compile_s is None:
-                    compile_s = time.perf_counter() - t0
-            peaks[name] = rss.peak
+                if name == "optimized+compile":
+                    compile_s[str(size)] = time.perf_counter() - t0
+            peaks[name] = peak.peak
             diffs[name] = float((out - reference).abs().max())
+            grey = ((out.sigmoid() - reference.sigmoid()).abs() * 255)[hole]
+            greys[name] = (float(grey.max()), float(grey.mean()))
         for _ in range(args.reps):
-            for name, (net, mode, cl) in variants.items():
+            for name, (net, mode, cl, dtype) in at_size.items():
                 x, m = as_channels_last if cl else (image, mask)
-                with mode():
+                with mode(), autocast(device, dtype):
                     sync(device)
                     t0 = time.perf_counter()
                     net(x, m)
@@ -123,25 +177,32 @@ def main(argv=None) -> dict:
             "logit_scale": logit_scale,
             "eager_s": eager_s,
             "eager_images_per_s": 1 / eager_s,
-            "peak_rss_mb": {k: v / 2**20 for k, v in peaks.items()},
+            mem_key: {k: v / 2**20 for k, v in peaks.items()},
         }
-        for name in variants:
+        for name in at_size:
             if name == "eager":
                 continue
             key = name.replace("+", "_").replace("-", "_")
             row[f"{key}_s"] = median(times[name])
             row[f"{key}_speedup"] = eager_s / median(times[name])
             row[f"{key}_max_abs_diff"] = diffs[name]
+            row[f"{key}_max_grey_diff"], row[f"{key}_mean_grey_diff"] = greys[name]
         # the names the issue's report format uses
-        row["speedup"], row["max_abs_diff"] = row["optimized_speedup"], row["optimized_max_abs_diff"]
+        if "optimized" in at_size:
+            row["speedup"], row["max_abs_diff"] = row["optimized_speedup"], row["optimized_max_abs_diff"]
         results["sizes"][str(size)] = row
-    if compile_s is not None:
-        results["compile_s"] = compile_s
+        results["variants"] = list(dict.fromkeys([*results.get("variants", []), *at_size]))
+        if compile_s:
+            # the first call at each size compiles; the number at the first size is what it used to report
+            results["compile_s"] = next(iter(compile_s.values()))
+            results["compile_s_by_size"] = dict(compile_s)
+        if args.out:  # after each size: a time limit keeps what was measured
+            Path(args.out).write_text(json.dumps(results, indent=2))
 
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print_table(results, list(variants))
+        print_table(results, results["variants"])
     return results
 
 
@@ -150,17 +211,21 @@ def print_table(results: dict, variants: list[str]) -> None:
     print(
         f"{results['arch']} on {results['device']}: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']}"
     )
+    mem_key = "peak_cuda_mb" if results["device"].startswith("cuda") else "peak_rss_mb"
+    memory = "peak CUDA MB" if mem_key == "peak_cuda_mb" else "process peak RSS MB"
     print(
-        f"{'size':>6} {'variant':<26} {'s/image':>9} {'images/s':>9} {'speedup':>8} {'max|diff|':>10} {'process peak RSS MB':>20}"
+        f"{'size':>6} {'variant':<26} {'s/image':>9} {'images/s':>9} {'speedup':>8} {'max|diff|':>10} {memory:>20}"
     )
     for size, row in results["sizes"].items():
         for name in variants:
             key = name.replace("+", "_").replace("-", "_")
+            if name != "eager" and f"{key}_s" not in row:
+                continue  # compiled at other sizes only
             s = row["eager_s"] if name == "eager" else row[f"{key}_s"]
             speed = 1.0 if name == "eager" else row[f"{key}_speedup"]
             diff = 0.0 if name == "eager" else row[f"{key}_max_abs_diff"]
             print(
-                f"{size:>6} {name:<26} {s:>9.3f} {1 / s:>9.2f} {speed:>7.2f}x {diff:>10.1e} {row['peak_rss_mb'][name]:>20.0f}"
+                f"{size:>6} {name:<26} {s:>9.3f} {1 / s:>9.2f} {speed:>7.2f}x {diff:>10.1e} {row[mem_key][name]:>20.0f}"
             )
     if "compile_s" in results:
         print(f"torch.compile: first call (compilation) took {results['compile_s']:.0f} s")

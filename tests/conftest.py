@@ -31,6 +31,23 @@ class TinyRun:
 
         return load_preset(preset, self.sets(*extra, size=size))
 
+    def system(self, preset: str, *extra: str, size: int = 32):
+        """(config: a `RunConfig`, system, one fixed batch) of `preset` made tiny, on an untrained stage-1 autoencoder of
+        its generator (no checkpoint needed); the batch holds the host prefill the loader would add."""
+        from latentpaint.models import prefill
+        from latentpaint.training.inpainting import build_inpainting_system
+
+        sets = ("loss.perceptual_weights=random", "loss.discriminator_ndf=8", *extra)
+        config = self.config(preset, *sets, size=size)
+        stage1 = config.model.spec.autoencoder_generator().state_dict()
+        system = build_inpainting_system(config, stage1)
+        g = torch.Generator().manual_seed(0)
+        batch = {"image": torch.rand(2, 3, size, size, generator=g), "mask": torch.zeros(2, 1, size, size)}
+        batch["mask"][..., size // 4 : 3 * size // 4, size // 4 : size // 2] = 1
+        if system.network.host_prefill is not None:
+            batch["prefill"] = prefill.host_fill_tensor(system.network.prefill, batch["image"], batch["mask"])
+        return config, system, batch
+
 
 @pytest.fixture(scope="session")
 def tiny() -> TinyRun:

@@ -163,7 +163,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(autoencoder_ckpt, tmp_
     import latentpaint.training.runner as runner
 
     original = runner.FiniteLossGuard
-    monkeypatch.setattr(runner, "FiniteLossGuard", lambda: StopAt(2))
+    monkeypatch.setattr(runner, "FiniteLossGuard", lambda every=(): StopAt(2))
     cfg = tiny.config("latent-control", *sets)
     with pytest.raises(Interrupted):
         train(cfg, tmp_path / "b")
@@ -228,15 +228,26 @@ def test_cli_resume_continues_from_last_checkpoint(autoencoder_ckpt, tmp_path, c
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(autoencoder_ckpt, tmp_path, tiny):
+    import numpy as np
+
+    from latentpaint.data.images import save_image
+
+    val = tmp_path / "val"  # 3 pairs: the ranks validate 2 and 1 and gather them (training/validation.py)
+    for i in range(3):
+        save_image(val / f"img{i}.png", np.full((32, 32, 3), 40 * i, np.uint8))
+        save_image(val / f"img{i}_mask000.png", np.pad(np.full((8, 8), 255, np.uint8), 12))
     cmd = [
         sys.executable, "-m", "latentpaint", "train", "inpainting", "--config", "latent-control",
-        "--autoencoder", autoencoder_ckpt, "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2",
-        "--strategy", "ddp", "--set", *tiny.sets(), "trainer.max_steps=2",
+        "--autoencoder", autoencoder_ckpt, "--out", str(tmp_path / "run"), "--accelerator", "cpu", "--devices", "2",
+        "--strategy", "ddp", "--set", *tiny.sets(), "trainer.max_steps=2", f"data.val={val}",
+        "trainer.val_fid_feature=stand-in", "trainer.val_check_interval=2",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    ckpt = load_torch_file(tmp_path / "checkpoints" / "last.ckpt")
+    ckpt = load_torch_file(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 2
+    _, scores = read_metric(tmp_path / "run" / "logs" / "metrics.csv", "val_ssim_fid100_f1_total_mean")
+    assert len(scores) == 1 and 0 < scores[0] <= 1
 
 
 def test_disk_full_while_checkpointing_is_one_line(autoencoder_ckpt, tmp_path, capsys, monkeypatch, tiny):

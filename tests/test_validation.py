@@ -133,3 +133,37 @@ def test_experiment_report_says_which_runs_used_their_best_checkpoint():
     assert "pixel-alpha/seed0" in found[0] and "seed1" not in found[0]
     runs[0]["checkpoint_kind"] = "last"
     assert not [n for n in notes(args, {}, [{"runs": runs}], [], ()) if "best checkpoint" in n]
+
+
+def test_ranks_score_their_share_of_the_pairs_and_gather_one_score(val_dir, monkeypatch):
+    """DDP: each rank validates every world_size-th pair; gathering the shards gives every rank the score of
+    one process scoring them all."""
+    from latentpaint.data.datamodule import validation_loader
+    from latentpaint.metrics.suite import MetricSuite
+
+    def suite():
+        return MetricSuite(("ssim", "fid"), "lama", None, "cpu", "stand-in")
+
+    def score(s, loader):
+        for batch in loader:
+            s.update(batch["image"] * 0.9, batch["image"], batch["mask"])
+
+    shards = [validation_loader(val_dir, rank, 2) for rank in range(2)]
+    assert [[b["name"][0] for b in loader] for loader in shards] == [["img0", "img2"], ["img1"]]
+    ranks = [suite() for _ in shards]
+    for s, loader in zip(ranks, shards, strict=True):
+        score(s, loader)
+    states = [s.state() for s in ranks]
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(
+        torch.distributed, "all_gather_object", lambda out, own: out.__setitem__(slice(None), states)
+    )
+    validation.gather_shards(ranks[1], 2)
+    monkeypatch.undo()  # the DataLoader below asks torch.distributed too
+    alone = suite()
+    score(alone, validation_loader(val_dir))
+    gathered, expected = ranks[1].compute()["total"], alone.compute()["total"]
+    assert gathered["count"] == expected["count"] == 3
+    for key in ("ssim", "fid", "ssim_fid100_f1"):
+        assert gathered[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9)

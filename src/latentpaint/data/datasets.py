@@ -25,11 +25,32 @@ from latentpaint.data.images import (
 )
 from latentpaint.errors import LatentpaintError
 from latentpaint.masks import get_mask_generator
+from latentpaint.models.prefill import HOST_PREFILLS, host_prefill
+
+
+def _to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> uint8 (3, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)
+    return _to_uint8_tensor(image).float().div_(255)
+
+
+# the uint8 items of a TrainingDataset(uint8=True) and how each becomes the float the step uses
+IMAGE_KEYS, MASK_KEYS = ("image", "prefill"), ("mask",)
+
+
+def batch_to_float(batch: dict) -> dict:
+    """A uint8 training batch (TrainingDataset(uint8=True)) as float32: images / 255, masks 0 or 1; run on
+    the device after the copy. Exactly the values of a float batch; float entries pass unchanged."""
+    converted = dict(batch)
+    for key in (*IMAGE_KEYS, *MASK_KEYS):
+        value = batch.get(key)
+        if isinstance(value, torch.Tensor) and value.dtype == torch.uint8:
+            converted[key] = value.float().div_(255) if key in IMAGE_KEYS else value.float()
+    return converted
 
 
 def fit_short_side(image: np.ndarray, min_side: int, max_side: int) -> np.ndarray:
@@ -77,6 +98,12 @@ class TrainingDataset(Dataset):
     With `cache` (default: on for up to `cache_max_images` images) every image is decoded at construction
     and kept in memory, which also finds truncated files up front. Without it only headers are checked at
     construction, and a file that fails to decode later raises LatentpaintError naming it.
+
+    With a host `prefill` (models/prefill.py HOST_PREFILLS, e.g. "telea") each item also holds
+    `"prefill"`: that fill of the uint8 crop, so training never runs it in the step (the network takes
+    it as `prefilled`). With `uint8`, "image" and "prefill" are uint8 (3, H, W) and "mask" uint8 (1, H, W):
+    a quarter of the bytes through worker queues, pinned memory and the host-to-device copy; the data
+    module turns them into floats on the device (`batch_to_float`), the same values as without it.
     """
 
     def __init__(
@@ -91,11 +118,15 @@ class TrainingDataset(Dataset):
         max_short_side: int | None = None,
         max_pixels: int = MAX_PIXELS,
         augmentation: str = "none",
+        prefill: str = "none",
+        uint8: bool = False,
     ):
         from latentpaint.data.augment import create_augmentation
 
         if size < 1:
             raise LatentpaintError(f"training crop size must be positive, not {size}")
+        self.prefill = prefill if prefill in HOST_PREFILLS else None  # device prefills run in the network
+        self.uint8 = uint8
         self.size, self.seed, self.max_pixels = size, seed, max_pixels
         self.augment = create_augmentation(augmentation, size)
         self.max_short_side = max(size, max_short_side or 2 * size)
@@ -181,7 +212,13 @@ class TrainingDataset(Dataset):
             seed = int(np.random.default_rng([self.seed, int(index), 2]).integers(2**31))
             crop = self.augment(image, seed)
         mask = self.mask_generator(s, s, rng)
-        return {"image": _to_tensor(crop), "mask": torch.from_numpy(mask)[None]}
+        convert = _to_uint8_tensor if self.uint8 else _to_tensor
+        item = {"image": convert(crop), "mask": torch.from_numpy(mask)[None]}
+        if self.uint8:
+            item["mask"] = item["mask"].to(torch.uint8)
+        if self.prefill is not None:
+            item["prefill"] = convert(host_prefill(self.prefill, np.ascontiguousarray(crop), mask))
+        return item
 
 
 class StepSampler(Sampler[int]):

@@ -72,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pt_inception-2015-12-05-6726825d.pth and torch-fidelity), stand-in (random features, tests only)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON to this file")
-    parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device for the networks (default: auto, CUDA when present)"
+    )
     parser.add_argument("--batch-size", type=integer(1, 4096), default=8, help="pairs per batch (default: 8)")
     add_overwrite_flag(parser)
     parser.set_defaults(func=run)

@@ -67,7 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mask", type=Path, metavar="DIR|FILE", help="a mask file or a folder of masks (see pairing above)"
     )
     p.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder for the results")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: auto, CUDA when present)",
+    )
+    p.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+        help="precision of the network's forward pass (autocast; default: fp32; bf16 on recent GPUs)",
+    )  # fmt: skip
     p.add_argument(
         "--hd-strategy", choices=STRATEGIES, default="crop",
         help="large images: whole image, resized copy, or crops around each mask region (default: crop)",
@@ -224,9 +232,9 @@ def _predictor(args: argparse.Namespace):
     if args.method != "model":
         from latentpaint.inference.classical import opencv_inpaint
 
-        if args.model is not None or args.refine or args.optimize:
+        if args.model is not None or args.refine or args.optimize or args.dtype != "fp32":
             raise LatentpaintError(
-                f"--method {args.method} uses no model; drop --model, --refine and --optimize"
+                f"--method {args.method} uses no model; drop --model, --refine, --optimize and --dtype"
             )
         return partial(opencv_inpaint, method=args.method.removeprefix("opencv-"))
     if args.model is None:
@@ -236,7 +244,7 @@ def _predictor(args: argparse.Namespace):
     from latentpaint.inference.inpainter import Inpainter
 
     inpainter = Inpainter(
-        load_network(args.model), device=resolve_device(args.device), optimize=args.optimize
+        load_network(args.model), device=resolve_device(args.device), optimize=args.optimize, dtype=args.dtype
     )
     predict = inpainter.predict_array
     if args.refine:
@@ -276,20 +284,29 @@ def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
 def predict_command(args: argparse.Namespace) -> int:
     """Runs `latentpaint predict`; returns 1 when some files failed."""
     import cv2
+    import torch
     from tqdm import tqdm
+
+    from latentpaint.devices import free_cached_memory, is_device_failure
 
     jobs = pair_inputs(args.input, args.mask)
     _check_outputs(jobs, args.output, args.overwrite)
     predict = _predictor(args)
     args.output.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for job in tqdm(jobs, desc="inpainting", unit="file", disable=None):
+    for done, job in enumerate(tqdm(jobs, desc="inpainting", unit="file", disable=None)):
         try:
             _run_job(job, predict, args.output, args.resize_mask)
         except (LatentpaintError, OSError, RuntimeError, cv2.error) as exc:
             failed += 1
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             tqdm.write(f"latentpaint predict: failed: {detail}", file=sys.stderr)
+            if is_device_failure(exc):  # every later file would fail the same way
+                failed += len(jobs) - done - 1
+                tqdm.write("latentpaint predict: the device failed; stopping", file=sys.stderr)
+                break
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                free_cached_memory()  # so fragmentation does not fail the next file too
     print(f"wrote {len(jobs) - failed} of {len(jobs)} results to {args.output}")
     return 1 if failed else 0
 

@@ -57,10 +57,12 @@ class InpaintingGraph(nn.Module):
 
 
 def _graph(network) -> InpaintingGraph:
-    if getattr(network, "prefill", "none") == "telea":
+    kind = getattr(network, "host_prefill", None)
+    if kind is not None:  # models/prefill.py HOST_PREFILLS: OpenCV's Telea fill and the like
         raise LatentpaintError(
-            "this model prefills holes with OpenCV's Telea fill, which runs outside PyTorch and cannot be "
-            "exported to ONNX or TorchScript; export a model trained with model.prefill none or pyramid"
+            f"this model prefills holes on the host (model.prefill {kind}; telea is OpenCV's Telea fill), "
+            "which runs outside PyTorch and cannot be exported to ONNX or TorchScript; export a model "
+            "trained with model.prefill none or pyramid"
         )
     return InpaintingGraph(copy.deepcopy(network).float().cpu().eval())
 

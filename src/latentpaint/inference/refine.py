@@ -107,12 +107,12 @@ def _refine_scale(network, image, mask, reference, n_iters: int, lr: float, mult
         loss = _masked_l1(pred, image_p, 1 - mask_p) + _masked_l1(
             _pyrdown(pred[..., :h, :w]), reference, small_mask
         )
-        losses.append(loss.item())
+        losses.append(loss.detach())  # read once per scale below: .item() here would wait for a GPU each time
         if step < n_iters - 1:
             loss.backward()
             optimizer.step()
     pred = pred.detach()[..., :h, :w]
-    return mask * pred + (1 - mask) * image, losses
+    return mask * pred + (1 - mask) * image, torch.stack(losses).tolist() if losses else []
 
 
 def refine_inpaint(

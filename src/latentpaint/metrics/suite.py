@@ -189,6 +189,30 @@ class MetricSuite:
         self._real_features: list[Tensor] = []
         self._fake_features: list[Tensor] = []
 
+    def state(self) -> dict[str, Tensor]:
+        """What `update` accumulated so far, as CPU tensors (for gathering shards from other processes)."""
+        state = {"areas": torch.cat(self._areas) if self._areas else torch.zeros(0)}
+        for name, chunks in self._values.items():
+            state[name] = torch.cat(chunks) if chunks else torch.zeros(0)
+        if self._fid_feature is not None:
+            for key, chunks in (
+                ("real_features", self._real_features),
+                ("fake_features", self._fake_features),
+            ):
+                state[key] = torch.cat(chunks) if chunks else torch.zeros(0)
+        return state
+
+    def merge(self, state: dict[str, Tensor]) -> None:
+        """Adds another suite's `state()` (the same metrics, e.g. another rank's share of the pairs)."""
+        if not len(state["areas"]):
+            return
+        self._areas.append(state["areas"])
+        for name in self._values:
+            self._values[name].append(state[name])
+        if self._fid_feature is not None:
+            self._real_features.append(state["real_features"])
+            self._fake_features.append(state["fake_features"])
+
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor, mask: Tensor) -> None:
         """Adds a batch: predictions and targets (N, 3, H, W) in [0, 1] (clipped), masks (N, 1, H, W) or (N, H, W)."""

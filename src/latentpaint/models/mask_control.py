@@ -22,17 +22,20 @@ def zero_module(module: nn.Module) -> nn.Module:
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 convolution computed as a batched matrix product.
+    """A 1x1 convolution computed as a batched matrix product on the CPU.
 
     Same parameters and result as `nn.Conv2d(cin, cout, 1)`; at full resolution with few channels
     (the mask branch's first stage) oneDNN's 1x1 kernels are slow on CPU, and this takes about half
-    the time for forward + backward.
+    the time for forward + backward. On other devices it is the plain convolution: cuDNN's 1x1 kernels
+    are fast, use TF32 where allowed and keep a channels-last input channels-last (the reshape copies it).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
         b, c, h, w = x.shape
         y = torch.matmul(self.weight.view(self.out_channels, c), x.reshape(b, c, h * w))  # (B, Cout, H*W)
         if self.bias is not None:

@@ -10,16 +10,17 @@ import torch
 from torch import nn
 
 from latentpaint.errors import LatentpaintError
+from latentpaint.models import prefill as prefills
 from latentpaint.models.delta import DeltaRefiner
 from latentpaint.models.ffc import Features, map_features
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.limits import check_generator_args
 from latentpaint.models.mask_control import MaskControl
-from latentpaint.models.prefill import pyramid_fill, telea_fill
 from latentpaint.models.registry import create_generator, list_generators
 
 MaskMode = Literal["alpha", "control"]
-PREFILLS = ("none", "pyramid", "telea")
+# none: LaMa's zeros; device prefills run in the forward pass, host prefills before it (models/prefill.py)
+PREFILLS = ("none", *prefills.DEVICE_PREFILLS, *prefills.HOST_PREFILLS)
 # direct: D(R(z)) is the prediction. residual: the prefill plus the refiner's decoded change,
 # prefill + D(R(z)) - D(z), so the autoencoder's own reconstruction error never enters the hole and a
 # refiner that has learned nothing returns exactly its prefill (docs/quality.md, session 3).
@@ -127,7 +128,10 @@ class InpaintingNetwork(nn.Module):
     `control`: the 3-channel masked image goes to the encoder and the mask to a `MaskControl` branch.
     With `delta`, the refiner's output is added to its input features (thesis appendix A).
     `prefill="pyramid"` gives the encoder a smooth pyramid fill of the hole instead of zeros, `"telea"`
-    OpenCV's Telea fill (`models/prefill.py`); `"none"` is LaMa's convention and the default.
+    OpenCV's Telea fill (`models/prefill.py`); `"none"` is LaMa's convention and the default. A host
+    prefill (Telea) is computed on the uint8 image before the network runs and passed in as `prefilled`
+    (dataset workers in training, models/apply.py at inference); without it the network computes it
+    itself, on the host, which is for convenience and tests only.
     `output="residual"` predicts prefill + D(R(z)) - D(z) instead of D(R(z)) (see OUTPUTS).
     State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`. `spec` is the
     network's description (`ModelSpec` above): `network.spec.build()` makes an untrained twin.
@@ -172,17 +176,34 @@ class InpaintingNetwork(nn.Module):
             flat["output"] = self.output_kind
         return flat
 
-    def masked_image(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """What the encoder sees: known pixels kept, missing pixels zero (LaMa) or prefilled."""
-        if self.prefill == "pyramid":
-            return pyramid_fill(image, mask)
-        if self.prefill == "telea":
-            return telea_fill(image, mask)
+    @property
+    def host_prefill(self) -> str | None:
+        """The name of this network's host prefill (`models.prefill.HOST_PREFILLS`), or None."""
+        return self.prefill if self.prefill in prefills.HOST_PREFILLS else None
+
+    def masked_image(
+        self, image: torch.Tensor, mask: torch.Tensor, prefilled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What the encoder sees: known pixels kept, missing pixels zero (LaMa) or prefilled.
+
+        `prefilled`: the host prefill of `image` (B, 3, H, W), computed before the call; only networks
+        with a host prefill take it. Without it such a network fills on the host itself (slow: tests).
+        """
+        if prefilled is not None:
+            if self.host_prefill is None:
+                raise ValueError(f"prefilled is given but this network's prefill is {self.prefill!r}")
+            return torch.where(mask > 0.5, prefilled.to(image.dtype), image)
+        if self.prefill in prefills.DEVICE_PREFILLS:
+            return prefills.DEVICE_PREFILLS[self.prefill](image, mask)
+        if self.host_prefill is not None:
+            return prefills.host_fill_tensor(self.prefill, image, mask)
         return image * (1 - mask)
 
-    def encode(self, image: torch.Tensor, mask: torch.Tensor) -> Features:
+    def encode(
+        self, image: torch.Tensor, mask: torch.Tensor, prefilled: torch.Tensor | None = None
+    ) -> Features:
         """E(masked image), with the mask as 4th channel or through mask control."""
-        return self.encode_masked(self.masked_image(image, mask), mask)
+        return self.encode_masked(self.masked_image(image, mask, prefilled), mask)
 
     def encode_masked(self, masked: torch.Tensor, mask: torch.Tensor) -> Features:
         """E of an already masked (or prefilled) image: `masked_image(image, mask)`."""
@@ -206,15 +227,20 @@ class InpaintingNetwork(nn.Module):
             return (masked + self.decode(refined) - self.decode(z)).clamp(0, 1)
         return self.decode(refined)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Raw prediction for the whole image (`output`); see `inpaint` for the composited result."""
-        masked = self.masked_image(image, mask)
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, prefilled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Raw prediction for the whole image (`output`); see `inpaint` for the composited result.
+        `prefilled`: the host prefill of `image`, when the network has one (`masked_image`)."""
+        masked = self.masked_image(image, mask, prefilled)
         z = self.encode_masked(masked, mask)
         return self.output(masked, z, self.refine(z))
 
-    def inpaint(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def inpaint(
+        self, image: torch.Tensor, mask: torch.Tensor, prefilled: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Prediction inside the mask, the input everywhere else."""
-        return self(image, mask) * mask + image * (1 - mask)
+        return self(image, mask, prefilled) * mask + image * (1 - mask)
 
 
 def latent_difference(a: Features, b: Features) -> Features:

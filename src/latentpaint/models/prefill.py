@@ -9,13 +9,23 @@ has to add what a smooth fill cannot (edges, texture).
 Pure tensor code with a fixed number of levels: batched, differentiable, same on CPU and GPU, and it
 exports to ONNX with dynamic image sizes.
 
-`telea_fill` starts from OpenCV's Telea fill instead (Telea 2004, fast marching): on held-out photos it is
-about 1 dB closer to the truth than the pyramid and it is the classical floor the learned model must beat,
-so the refiner starts from that floor. It runs OpenCV on the CPU, per image, outside autograd, which is
-why such models cannot be exported to ONNX or TorchScript.
+The Telea prefill starts from OpenCV's Telea fill instead (Telea 2004, fast marching): on held-out photos it
+is about 1 dB closer to the truth than the pyramid and it is the classical floor the learned model must
+beat, so the refiner starts from that floor. It runs OpenCV on the CPU, per image, outside autograd, which
+is why such models cannot be exported to ONNX or TorchScript.
+
+Host prefills (`HOST_PREFILLS`, by name): functions on uint8 numpy arrays, `fill(image (H, W, 3), mask
+(H, W)) -> (H, W, 3)`, where mask > 0.5 is the hole and every known pixel comes back unchanged. They run
+where the uint8 image already is, never inside a training or inference step on the device: training's
+dataset workers put the fill in the batch (`batch["prefill"]`, data/datasets.py), inference fills the
+padded uint8 image before it is uploaded (models/apply.py), and the network takes the result as
+`network(image, mask, prefilled=...)`. A new host prefill is one entry here. `pyramid` is a tensor
+function and stays in the network's forward (`DEVICE_PREFILLS`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -48,19 +58,49 @@ def pyramid_fill(image: torch.Tensor, mask: torch.Tensor, levels: int = LEVELS) 
 
 TELEA_RADIUS = 3  # OpenCV's usual radius; also the default of the Telea baseline (inference/classical.py)
 
+HostPrefill = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def telea_uint8(image: np.ndarray, mask: np.ndarray, radius: int = TELEA_RADIUS) -> np.ndarray:
+    """uint8 (H, W, 3) `image` with the pixels where `mask` (H, W) > 0.5 filled by cv2.inpaint (Telea).
+
+    Known pixels come back unchanged; a mask without holes returns a copy of the image without OpenCV.
+    """
+    hole = np.asarray(mask) > 0.5
+    if not hole.any():
+        return image.copy()
+    # cv2.inpaint treats the three channels alike, so RGB needs no BGR round trip
+    filled = cv2.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
+    return np.where(hole[..., None], filled, image)
+
+
+# name -> uint8 fill run on the host (dataset workers, before upload); see the module docstring
+HOST_PREFILLS: dict[str, HostPrefill] = {"telea": telea_uint8}
+# name -> tensor fill run inside the network's forward, on the device
+DEVICE_PREFILLS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"pyramid": pyramid_fill}
+
+
+def host_prefill(kind: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The host prefill `kind` of a uint8 (H, W, 3) image and its (H, W) mask (> 0.5 = hole)."""
+    return HOST_PREFILLS[kind](image, mask)
+
 
 @torch.no_grad()
-def telea_fill(image: torch.Tensor, mask: torch.Tensor, radius: int = TELEA_RADIUS) -> torch.Tensor:
-    """`image` with the pixels where `mask` > 0.5 filled by cv2.inpaint (Telea), at 8-bit precision.
+def host_fill_tensor(kind: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The host prefill `kind` of a float batch: quantised to 8 bits, filled per image on the CPU, uploaded.
 
-    image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) with 1 = missing. Known pixels come back unchanged.
+    image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) with 1 = missing; known pixels come back unchanged.
+    A convenience for callers that hold tensors only (tests, refinement): two host copies and a serial
+    fill per image, which is why training and inference pass the fill in instead (module docstring).
     """
     hole = mask > 0.5
     rgb = (image.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    holes = hole[:, 0].to(torch.uint8).mul_(255).cpu().numpy()
-    # cv2.inpaint treats the three channels alike, so RGB needs no BGR round trip
-    filled = np.stack(
-        [cv2.inpaint(np.ascontiguousarray(i), h, radius, cv2.INPAINT_TELEA) for i, h in zip(rgb, holes)]
-    )
+    holes = hole[:, 0].cpu().numpy()
+    filled = np.stack([host_prefill(kind, i, h) for i, h in zip(rgb, holes)])
     fill = torch.from_numpy(filled).to(image.device, image.dtype).permute(0, 3, 1, 2) / 255
     return torch.where(hole, fill, image)
+
+
+def telea_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`host_fill_tensor` with Telea: image (B, 3, H, W) in [0, 1], mask (B, 1, H, W), 1 = missing."""
+    return host_fill_tensor("telea", image, mask)

@@ -32,6 +32,7 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 
 from latentpaint.data.images import check_same_size, read_image, read_mask
+from latentpaint.devices import free_cached_memory, is_device_failure
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
@@ -217,6 +218,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+def device_refusal(exc: Exception, broken: dict[str, str]) -> Exception:
+    """What a failed model call answers: out of memory is a 503 after freeing the CUDA cache (the next
+    request may fit); a sticky device error (illegal address, device-side assert) is a 503 that marks the
+    server unhealthy (`broken`), since every later call would fail the same way; anything else re-raises."""
+    if is_out_of_memory(exc):
+        free_cached_memory()
+        return HTTPException(503, "the server ran out of memory on this image; try a smaller one")
+    if is_device_failure(exc):
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        broken["reason"] = f"the GPU failed and the server must be restarted ({detail})"
+        return HTTPException(503, broken["reason"])
+    return exc
+
+
 def host_name(host_header: str) -> str:
     """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'Example.org' -> 'example.org'."""
     host = host_header.strip().lower()
@@ -270,6 +285,7 @@ def create_app(
     docs_html, docs_headers = docs_page(app.openapi_url, app.title)
     docs_assets = load_docs_assets()
     model_lock = threading.Lock()  # one request at a time decodes and runs the model
+    broken: dict[str, str] = {}  # "reason" once the device failed for good (a sticky CUDA error)
     info = model_info(inpainter)
     hosts = frozenset(host_name(h) if h != "*" else h for h in allowed_hosts)
 
@@ -314,6 +330,8 @@ def create_app(
 
             def run() -> Response:
                 with model_lock:
+                    if broken:
+                        raise HTTPException(503, broken["reason"])
                     try:
                         image, mask = read_pair(files["image"], files["mask"], max_pixels)
                         result, strategy = work(image, mask)
@@ -321,11 +339,7 @@ def create_app(
                     except LatentpaintError as exc:  # unreadable uploads carry their own status
                         raise HTTPException(getattr(exc, "status", 422), str(exc)) from None
                     except Exception as exc:
-                        if not is_out_of_memory(exc):
-                            raise
-                        raise HTTPException(
-                            503, "the server ran out of memory on this image; try a smaller one"
-                        ) from None
+                        raise device_refusal(exc, broken) from None
                     response.headers["X-HD-Strategy"] = strategy
                     return response
 
@@ -372,7 +386,9 @@ def create_app(
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        """Liveness, the model served and the upload limits."""
+        """Liveness, the model served and the upload limits; 503 once the device has failed for good."""
+        if broken:
+            return JSONResponse({"status": "unhealthy", "detail": broken["reason"], "model": info}, 503)
         return {
             "status": "ok",
             "model": info,

@@ -30,7 +30,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--port", type=integer(0, 65535), default=8080, help="port (default: 8080; 0 picks a free one)"
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device, e.g. cpu or cuda (default: auto, CUDA when present)"
+    )
+    parser.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+        help="precision of the network's forward pass (autocast; default: fp32; bf16 on recent GPUs)",
+    )  # fmt: skip
     parser.add_argument("--optimize", action="store_true", help="BatchNorm folded + channels-last (faster)")
     parser.add_argument(
         "--max-upload-mb", type=number(0, 65536), default=20, help="largest request body in MiB (default: 20)"
@@ -90,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.devices import resolve_device
     from latentpaint.inference.inpainter import Inpainter
 
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     # before listening: fail fast
-    inpainter = Inpainter.from_pretrained(args.model, device=args.device, optimize=args.optimize)
+    inpainter = Inpainter.from_pretrained(args.model, device=device, optimize=args.optimize, dtype=args.dtype)
     allowed = list(args.allowed_host)
     if not is_loopback(args.host) and not is_wildcard(args.host):
         allowed.append(args.host)  # the address it listens on is how clients will name it

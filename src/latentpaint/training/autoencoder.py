@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.training.config import RunConfig
-from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, manual_step
+from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, clip_gradient_norm, manual_step
 
 
 def build_autoencoder_system(cfg: RunConfig) -> AutoencoderSystem:
@@ -37,8 +37,12 @@ class AutoencoderSystem(L.LightningModule):
         loss = F.mse_loss(self.reconstruct(image), image)
         manual_step(self, self.optimizers(), loss)
         self.lr_schedulers().step()
-        self.log("train/mse", loss, prog_bar=True)
+        self.log("train/mse", loss.detach())  # shown by the progress bar at log steps (LogStepProgressBar)
         return {"loss": loss.detach()}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # after Lightning's unscaling (16-mixed), before the step: the clip sees the true gradients
+        clip_gradient_norm(self, optimizer)
 
     def configure_optimizers(self):
         params = [p for p in self.generator.parameters() if p.requires_grad]

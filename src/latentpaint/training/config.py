@@ -246,16 +246,25 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        m, loss, gan = self.model, self.loss, self.loss.adversarial > 0 or self.loss.latent_adversarial > 0
+        m, loss = self.model, self.loss
         if m.output == "residual" and m.prefill == "none":
             raise rule("model.output residual adds the refiner's change to a prefill: set model.prefill")
         if loss.latent_adversarial > 0 and not loss.use_latent:
             raise rule("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
-        if gan and self.trainer.precision == "16-mixed":
-            raise rule("GAN losses train in 32-true or bf16-mixed, not 16-mixed (no loss scaler for D)")
+        if self.has_discriminators and self.trainer.precision == "16-mixed":  # bf16 needs no scaler
+            raise rule(
+                "GAN losses (loss.adversarial, loss.latent_adversarial > 0) train in 32-true or bf16-mixed, "
+                "not 16-mixed (a discriminator's raw optimizer step has no loss scaler)"
+            )
         if self.data.val and self.stage != "inpainting":
             raise rule("data.val (--val-data) scores inpainting; stage-1 autoencoder runs have no validation")
         return self
+
+    @property
+    def has_discriminators(self) -> bool:
+        """Whether stage 2 trains a pixel or a latent discriminator: its raw optimizer step has no loss
+        scaler (16-mixed refused above), and DDP must look for unused parameters (training/runner.py)."""
+        return self.stage == "inpainting" and (self.loss.adversarial > 0 or self.loss.latent_adversarial > 0)
 
     @classmethod
     def read(cls, data: Any, source: str = "config") -> RunConfig:

@@ -26,7 +26,13 @@ from latentpaint.models.refiner_init import REFINER_INITS
 from latentpaint.storage.state import load_state_strict, strip_prefix
 from latentpaint.storage.torchfile import read_training_checkpoint
 from latentpaint.training.config import LossConfig, ModelConfig, RunConfig
-from latentpaint.training.optim import OptimiserSettings, adam_with_schedule, discriminator_adam, manual_step
+from latentpaint.training.optim import (
+    OptimiserSettings,
+    adam_with_schedule,
+    clip_gradient_norm,
+    discriminator_adam,
+    manual_step,
+)
 
 # the discriminators a system may have, in step order, with the prefix of their log keys
 DISCRIMINATORS = {"discriminator": "", "latent_discriminator": "latent_"}
@@ -150,10 +156,16 @@ class InpaintingSystem(L.LightningModule):
     # -- one optimisation step: the generator, then each discriminator ---------------------------------
     def training_step(self, batch, batch_idx):
         image, mask = batch["image"], batch["mask"]
+        prefilled = batch.get("prefill")
+        if prefilled is None and self.network.host_prefill is not None:
+            raise LatentpaintError(
+                f"the batch has no 'prefill': a {self.network.prefill} prefill is computed by the data "
+                "loader (TrainingDataset(prefill=...)), never inside the training step"
+            )
         opts = self.optimizers()
         opt = dict(zip(["generator", *self.discriminators()], opts if isinstance(opts, list) else [opts]))
         logs: dict[str, torch.Tensor] = {}
-        total, judged = self.generator_loss(image, mask, logs)
+        total, judged = self.generator_loss(image, mask, logs, prefilled)
         manual_step(self, opt["generator"], total)
         self.lr_schedulers().step()
         for name, (fake, real) in judged.items():
@@ -161,13 +173,13 @@ class InpaintingSystem(L.LightningModule):
             logs[f"{DISCRIMINATORS[name]}adv_d"] = d_loss
 
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False)
-        self.log("train/loss", total.detach(), prog_bar=True)
+        self.log("train/loss", total.detach())  # shown by the progress bar at log steps (LogStepProgressBar)
         return {"loss": total.detach()}
 
-    def generator_loss(self, image, mask, logs: dict) -> tuple[torch.Tensor, dict]:
+    def generator_loss(self, image, mask, logs: dict, prefilled=None) -> tuple[torch.Tensor, dict]:
         """The generator's total loss (its terms go into `logs`) and, per discriminator to train next,
-        the (fake, real) pair it judges."""
-        masked = self.network.masked_image(image, mask)
+        the (fake, real) pair it judges. `prefilled`: the batch's host prefill (`batch["prefill"]`)."""
+        masked = self.network.masked_image(image, mask, prefilled)
         z0 = self.network.encode_masked(masked, mask)
         z = self.network.refine(z0)
         total = image.new_zeros(())
@@ -237,6 +249,10 @@ class InpaintingSystem(L.LightningModule):
         )
         manual_step(self, optimizer, loss, raw=True)
         return loss.detach()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # after Lightning's unscaling (16-mixed), before the step: the clip sees the true gradients
+        clip_gradient_norm(self, optimizer)
 
     def validation_step(self, batch, batch_idx):
         """One validation pair inpainted; training/validation.py's callback scores it (data.val)."""

@@ -1,8 +1,8 @@
 """Optimisers, learning-rate schedules and gradient clipping shared by both training stages.
 
 Both stages optimise manually (see `inpainting.py`), so the schedule is stepped and gradients are
-clipped by the systems themselves, once per generator step; `trainer.max_steps` sets the schedule's
-length, so a resumed run continues on the same curve.
+clipped by the systems themselves, once per generator step, after 16-mixed's unscaling;
+`trainer.max_steps` sets the schedule's length, so a resumed run continues on the same curve.
 """
 
 from __future__ import annotations
@@ -44,18 +44,38 @@ class OptimiserSettings:
 
 
 def manual_step(system, optimizer, loss: torch.Tensor, raw: bool = False) -> None:
-    """One manual optimisation step of a Lightning `system`: zero_grad, backward, clipping of the gradient
-    norm at the system's `optimiser.gradient_clip_val` (when set), step.
+    """One manual optimisation step of a Lightning `system`: zero_grad, backward, step.
+
+    The gradient norm is clipped at the system's `optimiser.gradient_clip_val` (when set) on *unscaled*
+    gradients: a Lightning optimizer step unscales first (16-mixed's loss scaler) and then calls the
+    system's `on_before_optimizer_step`, which clips (`clip_gradient_norm`); clipping here, before the
+    step, would clip the loss-scaled gradients (a true norm of 0.49 became 1.5e-5).
 
     With `raw`, the wrapped torch optimizer steps: Lightning counts every LightningOptimizer.step in
-    global_step, and discriminators must not, so that max_steps means generator iterations for every preset.
+    global_step, and discriminators must not, so that max_steps means generator iterations for every
+    preset. A raw step bypasses the precision plugin, so it clips here and refuses a loss scaler: fp16
+    with a discriminator is refused by the run config (training/config.py).
     """
     optimizer.zero_grad(set_to_none=True)
     system.manual_backward(loss)
+    if not raw:
+        optimizer.step()
+        return
+    trainer = getattr(system, "_trainer", None)  # None when a test drives the step without a Trainer
+    if getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
+        raise LatentpaintError(
+            "a discriminator's raw optimizer step cannot run under a loss scaler (16-mixed)"
+        )
+    clip_gradient_norm(system, optimizer)
+    optimizer.optimizer.step()
+
+
+def clip_gradient_norm(system, optimizer) -> None:
+    """Clips the gradient norm of `optimizer`'s parameters at `system.optimiser.gradient_clip_val`, if set.
+    Systems call it from `on_before_optimizer_step`, where 16-mixed gradients are already unscaled."""
     clip = system.optimiser.gradient_clip_val
     if clip:
         system.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-    (optimizer.optimizer if raw else optimizer).step()
 
 
 def adam_with_schedule(

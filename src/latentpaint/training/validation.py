@@ -4,7 +4,9 @@ of SSIM and max(0, 100 - FID) / 100, metrics/bins.py), and keep the `trainer.sav
 it (LaMa: `save_top_k: 5`, `monitor: val_ssim_fid100_f1_total_mean`, mode max) beside last.ckpt.
 
 Lightning's validation loop runs it, so EMA weights (when on) are what is scored, as they are what the
-checkpoints hold. Every rank scores the whole folder: the monitored value is then the same everywhere.
+checkpoints hold. With several processes (DDP) each rank scores its share of the pairs
+(data/datamodule.py validation_loader); the per-image scores and FID features are gathered before the
+score is computed, so the monitored value is the same everywhere and equals a one-process run's.
 """
 
 from __future__ import annotations
@@ -53,10 +55,23 @@ class ValidationScore(Callback):
         self.suite.update(outputs, batch["image"], batch["mask"])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        gather_shards(self.suite, trainer.world_size)
         total = self.suite.compute()["total"]
         pl_module.log(VAL_METRIC, float(total["ssim_fid100_f1"]), prog_bar=True)
         pl_module.log("val_ssim_total_mean", float(total["ssim"]))
         pl_module.log("val_fid_total_mean", float(total["fid"]))
+
+
+def gather_shards(suite, world_size: int) -> None:
+    """Adds every other rank's share of the validation pairs to `suite` (each rank ends with all of them)."""
+    if world_size <= 1 or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    shards: list = [None] * world_size
+    torch.distributed.all_gather_object(shards, suite.state())
+    own = torch.distributed.get_rank()
+    for rank, state in enumerate(shards):
+        if rank != own:
+            suite.merge(state)
 
 
 def metric_suite_factory(fid_feature: str) -> SuiteFactory:
