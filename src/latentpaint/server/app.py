@@ -19,7 +19,6 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -36,7 +35,7 @@ from latentpaint.devices import free_cached_memory, is_device_failure
 from latentpaint.errors import LatentpaintError
 from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
-from latentpaint.server.hosts import is_loopback
+from latentpaint.server.hosts import host_name, request_refusal
 
 # The most pixels the network sees at once; larger uploads go through crops or a resized copy. Measured
 # peak memory per megapixel of input on CPU (benchmarks in README "Reliability"): about 0.2 GB for the
@@ -230,35 +229,6 @@ def device_refusal(exc: Exception, broken: dict[str, str]) -> Exception:
         broken["reason"] = f"the GPU failed and the server must be restarted ({detail})"
         return HTTPException(503, broken["reason"])
     return exc
-
-
-def host_name(host_header: str) -> str:
-    """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'Example.org' -> 'example.org'."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def request_refusal(headers: Any, allowed_hosts: frozenset[str]) -> str | None:
-    """Why a request must be refused (403), or None: a Host that is not this machine's loopback name (or
-    one `--allowed-host` named) is DNS rebinding; an Origin other than the page's own is another web
-    page posting to the server. Clients without an Origin header (curl, scripts) are not browsers' pages."""
-    host = headers.get("host", "")
-    name = host_name(host)
-    if "*" not in allowed_hosts and not (is_loopback(name) or name in allowed_hosts):
-        return (
-            f"requests for host {name or '(none)'!r} are refused: this server answers only "
-            "localhost/127.0.0.1 unless started with --allowed-host"
-        )
-    origin = headers.get("origin")
-    if origin is not None:
-        parts = urlsplit(origin)
-        if origin == "null" or parts.netloc.lower() != host.strip().lower():
-            return f"cross-origin requests are refused (origin {origin!r}); use the server's own page"
-    if headers.get("sec-fetch-site", "") == "cross-site":
-        return "cross-site requests are refused; use the server's own page"
-    return None
 
 
 def create_app(
