@@ -259,3 +259,20 @@ def test_each_row_says_what_its_preset_is_and_the_yaml_agrees(preset):
     plain = {"pixel": "train/l1", "latent": "train/latent_l1"}.get(loss.mode)
     alone = loss.adversarial == 0 and loss.perceptual == 0
     assert said.curve[0] == (plain if alone else "train/loss")
+
+
+def test_loader_workers_default_to_the_configs_auto(tmp_path):
+    """--num-workers passes auto (the run config's default, resolved per device) unless given a number."""
+    import argparse
+
+    from latentpaint.evaluation import experiment_cli
+    from latentpaint.evaluation.experiment import build_configs
+
+    parser = argparse.ArgumentParser()
+    experiment_cli.register(parser.add_subparsers())
+    base = ["experiment", "table-5-1", "--steps", "2", "--out", str(tmp_path), "--weights-dir", str(tmp_path)]
+    for given, expected in ([], "auto"), (["--num-workers", "3"], 3):
+        ae, stage2 = build_configs(parser.parse_args([*base, *given]), tmp_path)
+        assert {ae.data.num_workers} | {c.data.num_workers for c in stage2.values()} == {expected}
+    with pytest.raises(argparse.ArgumentTypeError, match="auto or an integer from 0 to 256"):
+        experiment_cli.loader_workers("-1")

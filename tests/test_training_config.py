@@ -127,6 +127,28 @@ def test_a_wrong_value_is_one_line_with_the_key_the_value_and_what_is_allowed(se
         assert word in message, (word, message)
 
 
+def test_loader_workers_default_to_auto_and_integers_stay_range_checked(monkeypatch):
+    """data.num_workers: auto (the default) is resolved by the data module for the trainer's devices: the
+    cores per process, at most 8, on CUDA; 2 elsewhere. Integers keep their range."""
+    from latentpaint.data import datamodule
+    from latentpaint.training.runner import build_datamodule
+
+    cfg = load_preset("latent-control")
+    assert cfg.data.num_workers == "auto" and build_datamodule(cfg).num_workers == "auto"
+    assert load_preset("latent-control", ["data.num_workers=3"]).data.num_workers == 3
+    assert RunConfig.read({"data": {"num_workers": 2}}).data.num_workers == 2  # an earlier config.yaml
+    for bad in ("-1", "257", "many", "true", "1.5"):
+        with pytest.raises(
+            LatentpaintError, match=r"'data.num_workers' must be an integer from 0 to 256 or 'auto'"
+        ):
+            load_preset("latent-control", [f"data.num_workers={bad}"])
+    monkeypatch.setattr(datamodule.os, "cpu_count", lambda: 24)
+    assert datamodule.auto_workers(1, cuda=True) == 8 and datamodule.auto_workers(4, cuda=True) == 6
+    assert datamodule.auto_workers(1, cuda=False) == 2
+    monkeypatch.setattr(datamodule.os, "cpu_count", lambda: 1)
+    assert datamodule.auto_workers(2, cuda=True) == 1 and datamodule.auto_workers(cuda=False) == 1
+
+
 @pytest.mark.parametrize("given, expected", [(32, "32-true"), ("16", "16-mixed"), ("bf16", "bf16-mixed")])
 def test_precision_takes_lightnings_short_names(given, expected):
     assert load_preset("autoencoder", [f"trainer.precision={given}"]).trainer.precision == expected
@@ -172,6 +194,9 @@ def test_the_schema_prints_every_key(capsys):
     printed = json.loads(capsys.readouterr().out)
     loss = printed["$defs"]["LossConfig"]["properties"]["latent_weight"]
     assert loss["default"] == 1.0 and loss["minimum"] == 0 and loss["description"]
+    workers = printed["$defs"]["DataConfig"]["properties"]["num_workers"]
+    assert workers["default"] == "auto" and "auto" in workers["description"]
+    assert {"type": "integer", "minimum": 0, "maximum": 256} in workers["anyOf"]
     assert printed["$defs"]["ModelConfig"]["properties"]["arch"]["enum"] == [
         "big-lama",
         "lama-fourier",

@@ -18,6 +18,16 @@ from latentpaint.evaluation.tables import TABLES, TITLES
 from latentpaint.options import integer, side
 
 
+def loader_workers(text: str) -> int | str:
+    """An argparse type for data.num_workers: auto, or an integer from 0 to 256."""
+    if text == "auto":
+        return text
+    try:
+        return integer(0, 256)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be auto or an integer from 0 to 256, not {text!r}") from None
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "experiment",
@@ -41,7 +51,10 @@ def register(subparsers) -> None:
     p.add_argument("--autoencoder", type=Path, help="reuse this stage-1 checkpoint instead of training one")
     p.add_argument("--size", type=side, default=256, help="training crop size (default 256)")
     p.add_argument("--batch-size", type=integer(1, 4096), default=8)
-    p.add_argument("--num-workers", type=integer(0, 256), default=2)
+    p.add_argument(
+        "--num-workers", type=loader_workers, default="auto", help="data loader workers per training process "
+        "(default auto: min(8, cores per process) on CUDA, else 2)",
+    )  # fmt: skip
     p.add_argument(
         "--metrics", default="ssim,psnr,lpips,fid", help="subset of ssim,psnr,lpips,fid (default: all)"
     )

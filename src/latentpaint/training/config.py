@@ -97,6 +97,7 @@ Rate = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)]  # decays, Adam's betas
 Text = Annotated[str, Field(pattern=r"\S")]
+Workers = Annotated[int, Field(ge=0, le=256)] | Literal["auto"]  # auto: data/datamodule.py auto_workers
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # what training runs in (Lightning's names)
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}  # YAML reads 32, 16 as ints
 
@@ -195,7 +196,7 @@ class DataConfig(Section):
     train: Text = key("builtin", "training images: a folder, or builtin (the built-in photos)")
     size: count(8, 8192) = key(256, "training crop size in pixels")
     batch_size: count(1, 4096) = key(8, "images per step and device")
-    num_workers: count(0, 256) = key(2, "data loader worker processes")
+    num_workers: Workers = key("auto", "workers per process; auto: min(8, cores per process) on CUDA, else 2")
     mask_preset: choice(list_mask_presets) = key("wide", "training masks (masks.py)")
     max_short_side: count(8, 16384) | None = key(None, "photos' short side at most this (null: 2 x size)")
     augmentation: choice(AUGMENTATIONS) = key("none", "distortions: LaMa's augmentation (data/augment.py)")
@@ -378,6 +379,8 @@ def _allowed(name: str) -> str:
 def _describe(s: dict) -> str:
     if "anyOf" in s:
         return " or ".join(_describe(option) for option in s["anyOf"])
+    if "const" in s:
+        return repr(s["const"])
     if "enum" in s:
         return "one of " + ", ".join(str(v) for v in s["enum"])
     kind = s.get("type")
