@@ -96,13 +96,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_system(preset: str, args: argparse.Namespace, batch: int) -> InpaintingSystem:
+def build_system(preset: str, args: argparse.Namespace, batch: int, precision: str) -> InpaintingSystem:
     """`preset`, or `preset+key=value+...` for a variant (e.g. the refiner-only floor below), on an untrained
-    stage-1 autoencoder of the same generator (its weights do not change the arithmetic)."""
+    stage-1 autoencoder of the same generator (its weights do not change the arithmetic). The precision is
+    the config's, so what the run config refuses (16-mixed with a discriminator) is refused here too."""
     name, *overrides = preset.split("+")
     cfg = load_preset(
         name,
         [f"model.arch={args.arch}", f"data.size={args.size}", f"data.batch_size={batch}",
+         f"trainer.precision={precision}",
          "loss.perceptual_weights=random", *overrides],  # untrained backbone: same arithmetic as real weights
     )  # fmt: skip
     stage1 = cfg.model.spec.autoencoder_generator().state_dict()
@@ -157,7 +159,7 @@ def time_presets(args, presets: list[str], batch_size: int, precision: str) -> d
     batch = fixed_batch(args.size, batch_size)
     systems = {}
     for p in presets:
-        system = build_system(p, args, batch_size)
+        system = build_system(p, args, batch_size, precision)
         entry = dict(batch)
         if system.network.host_prefill is not None:  # what the data module's workers add to each batch
             entry["prefill"] = host_fill_tensor(system.network.prefill, batch["image"], batch["mask"])
