@@ -1,9 +1,11 @@
-"""Hardening, round two (issue 11): each case failed before the fix and is one test here.
+"""Hardening, rounds two (issue 11) and three (issue 20): each case failed before the fix and is one test here.
 
 Classes: data loss (an output replacing an input or an existing file), decoders we did not choose and
 image content read wrongly, memory and time bombs from tiny files, tracebacks instead of one line, and a
-local server that talks to any web page. The helpers and the one-line/exit-code checks are the
-bad-input corpus' (tests/test_bad_input.py).
+local server that talks to any web page. Round three: outputs that are device nodes or pipes, weights
+that are not floating point, names with a newline, ambiguous masks, tracebacks in the server log when a
+client hangs up, messages that blame the wrong argument, and `Inpainter.predict_array`'s masks. The
+helpers and the one-line/exit-code checks are the bad-input corpus' (tests/test_bad_input.py).
 """
 
 from pathlib import Path
@@ -736,3 +738,73 @@ def test_make_test_installs_the_browser_itself():
     assert plan.stdout.index("apt-get install") < plan.stdout.index("pytest")
     ci = (root / ".ci" / "run").read_text()
     assert "apt-get" not in ci and "make lint" in ci and "make test" in ci
+
+
+# == round three (issue 20) =================================================================================
+# -- 10. a client hanging up mid-upload: one log line at most, never a traceback ----------------------------
+@pytest.mark.timeout(60)
+def test_client_hanging_up_mid_upload_logs_no_traceback():
+    import http.client
+    import logging
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from latentpaint.server.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+    # as `latentpaint serve` runs it
+    server = uvicorn.Server(uvicorn.Config(create_app(api_client().app_inpainter), log_level="warning",
+                                           access_log=False))  # fmt: skip
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler(logging.DEBUG)
+    keep.emit = records.append
+    ours = logging.getLogger("latentpaint")
+    loggers = [logging.getLogger("uvicorn"), ours]  # uvicorn.error's records reach uvicorn's handlers
+    level = ours.level
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        for logger in loggers:  # after uvicorn configured its loggers
+            logger.addHandler(keep)
+        ours.setLevel(logging.INFO)  # our line counts even though the default level would hide it
+        part = b'--xyz\r\nContent-Disposition: form-data; name="%s"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+        cuts = [
+            part % b"image" + b"x" * 1000,
+            part % b"image" + png_bytes(_noise()) + b"\r\n" + part % b"mask" + b"x",
+        ]
+        for body in cuts:  # in the first file, and in the second
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                client.sendall(
+                    f"POST /api/inpaint HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n"
+                    "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n".encode()
+                    + body
+                )
+                time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while len(records) < len(cuts) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert len(records) <= len(cuts), [r.getMessage() for r in records]
+        for record in records:
+            assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # and the server still answers
+        connection.request("GET", "/api/health")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(keep)
+        ours.setLevel(level)
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
