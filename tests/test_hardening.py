@@ -808,3 +808,23 @@ def test_client_hanging_up_mid_upload_logs_no_traceback():
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+# -- 12. Inpainter.predict_array takes the masks __call__ takes ------------------------------------------------
+def test_predict_array_takes_uint8_and_bool_masks():
+    import torch
+
+    from latentpaint.errors import LatentpaintError
+    from latentpaint.inference.inpainter import Inpainter
+    from latentpaint.models.network import InpaintingNetwork
+
+    torch.manual_seed(0)
+    inpainter = Inpainter(InpaintingNetwork("thesis", "control", n_blocks=2))  # mask control: the matmul
+    image, box = _noise(), box_mask()
+    expected = inpainter(image, box)
+    assert not np.array_equal(expected, image)
+    for mask in (box, (box > 0).astype(np.uint8), box > 0, (box > 0).astype(np.float32)):
+        assert np.array_equal(inpainter.predict_array(image, mask), expected), mask.dtype
+    for bad_image, bad_mask in ((image.astype(np.float32), box), (image, box[None, None]), (image, box[:5])):
+        with pytest.raises(LatentpaintError):
+            inpainter.predict_array(bad_image, bad_mask)
