@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from latentpaint.data.datasets import EvaluationDataset, StepSampler, TrainingDataset
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 
 def completed_batches(trainer: L.Trainer | None) -> int:
@@ -98,6 +98,6 @@ def validation_loader(folder: str | Path) -> DataLoader:
     dataset = EvaluationDataset(folder)
     if len(dataset) < 2:
         raise LatentpaintError(
-            f"validation folder {folder} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
+            f"validation folder {quoted(folder)} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
         )
     return DataLoader(dataset, batch_size=1, shuffle=False)

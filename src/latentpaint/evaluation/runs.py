@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import finite_json, write_json_atomic
 
 DONE = "done.json"
@@ -55,7 +55,7 @@ def _check_same_training(run_dir: Path, config: dict, finished: bool) -> None:
     changed = config_differences(before, config, () if finished else ("trainer.max_steps",))
     if changed:
         raise LatentpaintError(
-            f"{run_dir} was trained with other settings ({'; '.join(changed[:3])}): rerun with the "
+            f"{quoted(run_dir)} was trained with other settings ({'; '.join(changed[:3])}): rerun with the "
             "original options, or use another --out"
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 
 def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -35,7 +35,9 @@ def check_state_shapes(network, found: dict[str, tuple | None], source: str | Pa
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} of another shape (e.g. {k}: {found[k]} vs {expected[k]})")
-        raise LatentpaintError(f"{source} holds weights of another architecture: {'; '.join(parts)} keys")
+        raise LatentpaintError(
+            f"{quoted(source)} holds weights of another architecture: {'; '.join(parts)} keys"
+        )
 
 
 def load_state_strict(network, state: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -54,6 +56,6 @@ def refuse_non_finite(state: dict[str, torch.Tensor], source: str | Path) -> Non
     ]
     if bad:
         raise LatentpaintError(
-            f"{source} holds weights that are NaN or infinite ({len(bad)} of {len(state)} tensors, e.g. {bad[0]}); the "
+            f"{quoted(source)} holds weights that are NaN or infinite ({len(bad)} of {len(state)} tensors, e.g. {bad[0]}); the "
             "training that wrote it diverged or the file is damaged"
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.options import integer
 
 STAGES = ("autoencoder", "inpainting")
+STAGE_NAMES = {"autoencoder": "stage-1 (autoencoder)", "inpainting": "stage-2 (inpainting)"}
 
 
 def register(subparsers) -> None:
@@ -50,6 +51,7 @@ def register(subparsers) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     """(config, run folder, checkpoint to resume from) for the parsed command line."""
+    from latentpaint.files import REGULAR, check_output_folder, path_kind
     from latentpaint.storage.torchfile import read_training_checkpoint
     from latentpaint.training.config import (
         DEFAULTS,
@@ -66,8 +68,11 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     resume = None
     if args.resume:
         resume = last_checkpoint(out) if args.resume == "last" else Path(args.resume)
-        if not resume.is_file():
-            raise LatentpaintError(f"nothing to resume: no checkpoint {resume} yet")
+        kind = path_kind(resume)
+        if kind is None:
+            raise LatentpaintError(f"nothing to resume: no checkpoint {quoted(resume)} yet")
+        if kind != REGULAR:
+            raise LatentpaintError(f"--resume {quoted(resume)} is {kind}; expected a checkpoint file (.ckpt)")
         if args.resume != "last" and not args.out:
             out = resume.parent.parent
         # a checkpoint carries its run's configuration: resuming never depends on today's flags
@@ -75,7 +80,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
         try:  # checked like a preset, so another project's `config` hyperparameter is one clear error
             config = deep_merge(DEFAULTS, config)
         except LatentpaintError as exc:
-            raise LatentpaintError(f"{resume} does not hold a latentpaint run config: {exc}") from None
+            raise LatentpaintError(
+                f"--resume {quoted(resume)} does not hold a latentpaint run config: {exc}"
+            ) from None
     else:
         config = load_preset(name)
         sets = list(args.set)
@@ -89,7 +96,16 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     # hardware may change between runs of the same config
     config = apply_hardware(config, **{key: getattr(args, key) for key in HARDWARE})
     if (config["stage"] == "autoencoder") != (args.stage == "autoencoder"):
-        raise LatentpaintError(f"config {name!r} is a {config['stage']} config, not for `train {args.stage}`")
+        found = STAGE_NAMES.get(config["stage"], repr(config["stage"]))
+        if resume is not None:  # the checkpoint is at fault, not a --config that was never read
+            raise LatentpaintError(
+                f"--resume {quoted(resume)} is a {found} checkpoint; `train {args.stage}` resumes a "
+                f"{STAGE_NAMES[args.stage]} checkpoint"
+            )
+        raise LatentpaintError(
+            f"--config {quoted(name)} is a {found} preset; `train {args.stage}` needs a {STAGE_NAMES[args.stage]} one"
+        )
+    check_output_folder(out, "--out")
     return config, out, resume
 
 
