@@ -873,6 +873,20 @@ def test_names_with_a_newline_never_split_a_message(command, model, tmp_path, ca
     assert repr(str(named)) in result.err[0], result.err  # 'data/c\nd.png', escaped
 
 
+# -- 9. two masks for one image are refused, as two images for one output are --------------------------------
+@pytest.mark.parametrize("image_name", ["x.png", "x.jpg", "x.webp", "file x.png"])
+def test_two_masks_for_one_image_are_refused(image_name, model, tmp_path, capsys):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    image = images / image_name.removeprefix("file ")
+    Image.fromarray(_noise()).save(write(image, b""))
+    write(masks / "x.png", box_mask())
+    Image.fromarray(box_mask()).save(masks / "x.jpg")
+    source = image if image_name.startswith("file ") else images
+    result = run(capsys, "predict", "--model", model, "--input", source, "--mask", masks, "--output", out)
+    assert_one_error(result, "--mask", str(masks / "x.png"), str(masks / "x.jpg"))
+    assert not out.exists()
+
+
 # -- 10. a client hanging up mid-upload: one log line at most, never a traceback ----------------------------
 @pytest.mark.timeout(60)
 def test_client_hanging_up_mid_upload_logs_no_traceback():

@@ -202,9 +202,12 @@ def pair_inputs_dir(images: list[Path], root: Path, mask_path: Path) -> list[Job
     jobs = []
     for p in images:
         found = masks.get(p.relative_to(root).with_suffix(""), [])
-        # several candidates (NAME.png and NAME.jpg): the one with the image's own extension, else none
-        mask = found[0] if len(found) == 1 else next((m for m in found if m.suffix == p.suffix), None)
-        jobs.append(Job(p, mask, p.relative_to(root).with_suffix(".png")))
+        if len(found) > 1:  # NAME.png and NAME.jpg: either could be meant, as with two such images
+            raise LatentpaintError(
+                f"--mask {quoted(mask_path)} holds {len(found)} masks for {quoted(p)} "
+                f"({', '.join(quoted(m) for m in found)}); keep one"
+            )
+        jobs.append(Job(p, found[0] if found else None, p.relative_to(root).with_suffix(".png")))
     if not any(j.mask for j in jobs):
         raise LatentpaintError(
             f"no image in {quoted(root)} has a mask of the same name in --mask {quoted(mask_path)}"
