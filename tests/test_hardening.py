@@ -825,6 +825,54 @@ def test_every_atomic_write_refuses_what_is_not_a_regular_file(kind, tmp_path):
     assert _still_special(kind, target) and [p.name for p in tmp_path.iterdir()] == ["x.png"]
 
 
+# -- 7. weights are floating point (storage.state.load_state_strict) ---------------------------------------
+def _cast_floats(network, dtype) -> dict:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in network.state_dict().items()}
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint8"])
+@pytest.mark.parametrize("kind", ["release", "training-ckpt"])
+def test_weights_that_are_not_floating_point_are_refused(kind, dtype, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from test_bad_input import _training_checkpoint
+
+    network = _small_network()
+    state = _cast_floats(network, getattr(torch, dtype))
+    if kind == "release":
+        path = save_release(network, tmp_path / "rel")
+        named = path / WEIGHTS_NAME
+        save_file(state, str(named))
+    else:
+        path = named = tmp_path / "run.ckpt"
+        checkpoint = _training_checkpoint(network, "alpha")
+        checkpoint["state_dict"] = {f"network.{k}": v for k, v in state.items()}
+        torch.save(checkpoint, path)
+    image, mask = pair(tmp_path)
+    out = tmp_path / "o"
+    result = run(capsys, "predict", "--model", path, "--input", image, "--mask", mask, "--output", out)
+    assert_one_error(result, str(named), "not floating point", f"as {dtype}")
+    bad = result.err[0].split("e.g. ", 1)[1].split(" as ")[0]
+    assert bad.strip("'") in network.state_dict()  # the message names a tensor of the network
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_still_load(dtype, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    network = _small_network()
+    release = save_release(network, tmp_path / "rel")
+    save_file(_cast_floats(network, getattr(torch, dtype)), str(release / WEIGHTS_NAME))
+    image, mask = pair(tmp_path)
+    result = run(
+        capsys, "predict", "--model", release, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert result.code == 0 and not result.err, result.err
+
+
 # -- 8. names with a newline: paired by the one rule, and quoted in every message ------------------------------
 def test_mask_owner_reads_the_whole_stem():
     from latentpaint.data.pairs import mask_owner
