@@ -1088,7 +1088,7 @@ def test_os_errors_read_as_sentences():
     from latentpaint.errors import os_error_text
 
     text = os_error_text(OSError(errno.ENOSPC, "No space left on device", "out/a\nb.png"))
-    assert text == "'out/a\\nb.png': no space left on device"
+    assert text == "'out/a\\nb.png': No space left on device"
 
 
 # -- 12. Inpainter.predict_array takes the masks __call__ takes ------------------------------------------------

@@ -24,7 +24,7 @@ def one_line(message: object) -> str:
 
 
 def os_error_text(exc: OSError) -> str:
-    """An OSError as a sentence without errno numbers: `'out/a.png': permission denied`."""
-    reason = exc.strerror.lower() if exc.strerror else str(exc) or type(exc).__name__
+    """An OSError as a sentence without errno numbers: `'out/a.png': Permission denied`."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
     names = [quoted(n) for n in (exc.filename, exc.filename2) if n is not None]
     return f"{' -> '.join(names)}: {reason}" if names else reason

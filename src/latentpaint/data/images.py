@@ -99,7 +99,7 @@ def _open(source: Source, what: str, max_pixels: int) -> Image.Image:
         elif isinstance(exc, UnidentifiedImageError):
             reason, status = f"not in a supported image format ({', '.join(IMAGE_FORMATS)})", 415
         elif isinstance(exc, OSError) and exc.strerror:
-            reason = exc.strerror.lower()  # the system's sentence without "[Errno 13]" and the name again
+            reason = exc.strerror  # the system's sentence without "[Errno 13]" and the name again
         else:
             reason = str(exc) or type(exc).__name__
         raise ImageReadError(f"cannot read {what}: {reason}", status) from exc

@@ -88,7 +88,7 @@ def load_release(folder: str | Path):
         network = network_from_config(config, source=folder / CONFIG_NAME)
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
-        reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise LatentpaintError(
             f"cannot read {quoted(weights)} (truncated or not safetensors): {reason}"
         ) from None
