@@ -790,6 +790,7 @@ def _special_output_argv(command: str, target: Path, model: Path, tmp_path: Path
         "experiment": ["experiment", "table-5-1", "--steps", "1", "--out", target],
         "demo": ["demo", "--steps", "1", "--autoencoder-steps", "1", "--out", target],
         "data": ["data", "photos", "--out", target],
+        "train": [*TRAIN, "--out", target.parent],
     }[command]  # fmt: skip
 
 
@@ -798,11 +799,13 @@ def _special_output_argv(command: str, target: Path, model: Path, tmp_path: Path
 @pytest.mark.parametrize(
     "command",
     ["predict", "predict-folder", "evaluate", "visualize", "export-onnx", "export-safetensors", "masks",
-     "masks-folder", "experiment", "demo", "data"],
+     "masks-folder", "experiment", "demo", "data", "train"],
 )  # fmt: skip
 def test_outputs_that_are_not_regular_files_are_never_replaced(command, kind, model, tmp_path, capsys):
-    # predict and masks write OUT/a_mask000.png: that one is the pipe or device, the rest is a folder of files
-    name = "a_mask000.png" if command in ("predict", "masks") else "target"
+    # predict and masks write OUT/a_mask000.png, train OUT/config.yaml: that one is the pipe or device
+    name = {"predict": "a_mask000.png", "masks": "a_mask000.png", "train": "config.yaml"}.get(
+        command, "target"
+    )
     target = _special(kind, tmp_path / "out" / name)
     result = run(capsys, *_special_output_argv(command, target, model, tmp_path))
     flag = "--output" if command.startswith("predict") else "--out"

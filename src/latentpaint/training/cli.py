@@ -10,6 +10,9 @@ from latentpaint.options import integer
 
 STAGES = ("autoencoder", "inpainting")
 STAGE_NAMES = {"autoencoder": "stage-1 (autoencoder)", "inpainting": "stage-2 (inpainting)"}
+# what a run writes in place rather than through files.atomic_write (the config copy, Lightning's CSV log):
+# checked up front, since a pipe there would block the run
+IN_PLACE = ("config.yaml", "logs/metrics.csv", "logs/hparams.yaml")
 
 
 def register(subparsers) -> None:
@@ -51,7 +54,7 @@ def register(subparsers) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
     """(config, run folder, checkpoint to resume from) for the parsed command line."""
-    from latentpaint.files import REGULAR, check_output_folder, path_kind
+    from latentpaint.files import REGULAR, check_output_file, check_output_folder, path_kind
     from latentpaint.storage.torchfile import read_training_checkpoint
     from latentpaint.training.config import (
         DEFAULTS,
@@ -106,6 +109,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path, Path | None]:
             f"--config {quoted(name)} is a {found} preset; `train {args.stage}` needs a {STAGE_NAMES[args.stage]} one"
         )
     check_output_folder(out, "--out")
+    for name in IN_PLACE:
+        check_output_file(out / name, "--out")
     return config, out, resume
 
 
