@@ -814,6 +814,20 @@ def test_outputs_that_are_not_regular_files_are_never_replaced(command, kind, mo
     assert [p.name for p in target.parent.iterdir()] == [name]  # no temp file left, nothing else written
 
 
+def test_a_link_to_an_open_file_is_never_replaced(model, tmp_path, capsys):
+    # what /dev/stdout is when output goes to a file: it looks regular, but the rename would replace the
+    # system's link (here a link of our own, so that nothing but it could be lost)
+    image, mask = pair(tmp_path / "in")
+    with open(tmp_path / "log.txt", "w") as log:
+        link = tmp_path / "stdout"
+        link.symlink_to(f"/proc/self/fd/{log.fileno()}")
+        assert link.is_file()
+        result = run(capsys, "visualize", "--checkpoint", model, "--image", image, "--mask", mask, "--out", link,
+                     "--overwrite")  # fmt: skip
+    assert_one_error(result, "--out", str(link), "/proc")
+    assert link.is_symlink() and (tmp_path / "log.txt").read_bytes() == b""
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_every_atomic_write_refuses_what_is_not_a_regular_file(kind, tmp_path):

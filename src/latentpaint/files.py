@@ -78,6 +78,19 @@ def path_kind(path: str | Path) -> str | None:
     return next((kind for test, kind in _KINDS if test(mode)), "a special file")
 
 
+def _open_file_link(path: Path) -> bool:
+    """Whether `path` is, or links through, a process's open file in /proc (/dev/stdout, /dev/fd/1): with
+    output redirected to a file it looks regular, but the rename would replace the system's link."""
+    for _ in range(40):  # the kernel's own limit on links followed
+        hop = Path(os.path.realpath(path.parent)) / path.name
+        if hop.parts[:2] == ("/", "proc"):
+            return True
+        if not hop.is_symlink():
+            return False
+        path = hop.parent / os.readlink(hop)
+    return False
+
+
 def _check_parents(path: Path, flag: str) -> None:
     """The nearest existing path above `path` must be a folder, or `path` cannot be created."""
     for parent in path.parents:
@@ -96,6 +109,8 @@ def check_output_file(path: str | Path, flag: str = "output") -> None:
     nearest existing path above it a folder. `flag` names the argument in the message."""
     path = Path(path)
     kind = path_kind(path)
+    if kind == REGULAR and _open_file_link(path):
+        kind = "a process's open file (a link into /proc)"
     if kind not in (None, REGULAR):
         raise LatentpaintError(
             f"{flag} {quoted(path)} is {kind}, not a regular file; it is never replaced: choose a file name"
