@@ -1046,13 +1046,20 @@ def test_resume_from_the_other_stage_blames_the_checkpoint(stage, other, tmp_pat
         (["predict", "--model", "MODEL", "--input", "DEV", "--mask", "MASK", "--output", "OUT"], "--input"),
         (["predict", "--model", "MODEL", "--input", "IMAGE", "--mask", "DEV", "--output", "OUT"], "--mask"),
         (["train", "inpainting", "--resume", "DEV", "--out", "OUT"], "--resume"),
+        (["evaluate", "--data", "DEV", "--predictions", "IN", "--metrics", "psnr", "--out", "OUT"], "--data"),
+        (
+            ["evaluate", "--data", "IN", "--predictions", "DEV", "--metrics", "psnr", "--out", "OUT"],
+            "--predictions",
+        ),
+        (["masks", "--preset", "thin_256", "--images", "DEV", "--out", "OUT"], "--images"),
     ],
 )
 def test_a_device_is_named_as_what_it_is_not_as_missing(argv, flag, model, tmp_path, capsys):
     import os
 
     image, mask = pair(tmp_path)
-    names = {"DEV": os.devnull, "IMAGE": image, "MASK": mask, "OUT": tmp_path / "out", "MODEL": model}
+    names = {"DEV": os.devnull, "IMAGE": image, "MASK": mask, "OUT": tmp_path / "out", "MODEL": model,
+             "IN": image.parent}  # fmt: skip
     result = run(capsys, *(names.get(a, a) for a in argv))
     assert_one_error(result, flag, repr(os.devnull), "character device")
     assert "does not exist" not in result.err[0] and "nothing to resume" not in result.err[0]

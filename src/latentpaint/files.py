@@ -129,6 +129,14 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> None:
         _check_parents(path, flag)
 
 
+def check_input_folder(path: str | Path, flag: str, expected: str = "a folder") -> None:
+    """A folder argument a command reads: one sentence naming `flag`, what is there and what was expected."""
+    kind = path_kind(path)
+    if kind != FOLDER:
+        found = "does not exist" if kind is None else f"is {kind}"
+        raise LatentpaintError(f"{flag} {quoted(path)} {found}; expected {expected}")
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of an existing file: two names of one file (a hard link, a symlink) share it."""
     try:

@@ -88,7 +88,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from latentpaint.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, save_image
-    from latentpaint.files import check_output_folder, check_outputs
+    from latentpaint.files import check_input_folder, check_output_folder, check_outputs
 
     if args.masks_per_image < 1:
         raise LatentpaintError(f"--masks-per-image must be at least 1, not {args.masks_per_image}")
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             f"--out {quoted(args.out)} lies inside --images {quoted(args.images)}; a rerun would read its output"
         )
     check_output_folder(args.out, "--out")
+    check_input_folder(args.images, "--images", "a folder of images")
     paths = list_images(images_dir)
     if not paths:
         raise LatentpaintError(

@@ -81,9 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def match_predictions(data: Path, predictions: Path, pairs: list[tuple[Path, Path]]) -> list[Path]:
     """The prediction file for each (image, mask) pair; one error lists all missing and extra files."""
     from latentpaint.data.images import list_images
+    from latentpaint.files import check_input_folder
 
-    if not predictions.is_dir():
-        raise LatentpaintError(f"--predictions {quoted(predictions)} does not exist or is not a folder")
+    check_input_folder(predictions, "--predictions", "a folder of predictions")
     present = {path.relative_to(predictions).as_posix(): path for path in list_images(predictions)}
     masks_per_image = Counter(image for image, _ in pairs)
     chosen: list[Path] = []
@@ -202,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
         raise LatentpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
     # data problems first: they are cheaper to find than loading any network
+    from latentpaint.files import check_input_folder
+
+    check_input_folder(args.data, "--data", "a LaMa evaluation folder (NAME.png + NAME_mask000.png)")
     pairs = find_pairs(args.data)
     pred_paths = match_predictions(args.data, args.predictions, pairs)
     if args.out is not None:

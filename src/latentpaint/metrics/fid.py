@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentpaint.errors import LatentpaintError, quoted
+from latentpaint.errors import LatentpaintError, os_error_text, quoted
 from latentpaint.metrics.weight_files import find_weight_file, missing_file_error
 
 FID_FEATURES = ("fid-helper", "pytorch-fid", "stand-in")
@@ -99,7 +99,10 @@ class PytorchFidInception(nn.Module):
                 antialias=False,  # TF1-style resize, an identity here since inputs arrive at 299x299
             )
         except Exception as exc:  # torch.load / load_state_dict on a wrong or damaged file
-            raise LatentpaintError(f"cannot load the FID Inception weights {quoted(path)}: {exc}") from exc
+            from latentpaint.storage.torchfile import error_reason
+
+            reason = os_error_text(exc) if isinstance(exc, OSError) else error_reason(exc)
+            raise LatentpaintError(f"cannot load the FID Inception weights {quoted(path)}: {reason}") from exc
         self.description = (
             f"{PYTORCH_FID_FILE} in torch-fidelity's FeatureExtractorInceptionV3: pool3 (2048-d), bilinear resize "
             "to 299, then rounded to uint8 (that network only takes uint8)"
