@@ -374,7 +374,7 @@ def test_find_pairs_errors(tmp_path):
         find_pairs(tmp_path / "nomasks")
     make_pairs(tmp_path / "orphan")
     (tmp_path / "orphan" / "b.png").unlink()
-    with pytest.raises(LatentpaintError, match="b_mask000.png has no image b.png"):
+    with pytest.raises(LatentpaintError, match="b_mask000.png' has no image 'b.png'"):
         find_pairs(tmp_path / "orphan")
     with pytest.raises(LatentpaintError, match="does not exist"):
         find_pairs(tmp_path / "missing")
@@ -383,7 +383,7 @@ def test_find_pairs_errors(tmp_path):
 def test_evaluation_mask_size_mismatch(tmp_path):
     make_pairs(tmp_path / "eval")
     save_image(tmp_path / "eval" / "b_mask000.png", np.zeros((5, 5), np.uint8))
-    with pytest.raises(LatentpaintError, match="b_mask000.png is 5x5 but its image is 24x20"):
+    with pytest.raises(LatentpaintError, match="b_mask000.png' is 5x5 but its image is 24x20"):
         EvaluationDataset(tmp_path / "eval")[2]
 
 

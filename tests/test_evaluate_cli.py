@@ -121,7 +121,7 @@ def test_missing_and_extra_predictions_are_one_error(dataset, capsys):
     assert _evaluate(data, predictions, "--metrics", "psnr") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "2 missing (b_mask001.png, c_mask000.png)" in err and "1 extra (zzz_mask000.png)" in err
+    assert "2 missing ('b_mask001.png', 'c_mask000.png')" in err and "1 extra ('zzz_mask000.png')" in err
 
 
 def test_prediction_of_the_wrong_size_names_the_file(dataset, capsys):

@@ -1,9 +1,11 @@
-"""Hardening, round two (issue 11): each case failed before the fix and is one test here.
+"""Hardening, rounds two (issue 11) and three (issue 20): each case failed before the fix and is one test here.
 
 Classes: data loss (an output replacing an input or an existing file), decoders we did not choose and
 image content read wrongly, memory and time bombs from tiny files, tracebacks instead of one line, and a
-local server that talks to any web page. The helpers and the one-line/exit-code checks are the
-bad-input corpus' (tests/test_bad_input.py).
+local server that talks to any web page. Round three: outputs that are device nodes or pipes, weights
+that are not floating point, names with a newline, ambiguous masks, tracebacks in the server log when a
+client hangs up, messages that blame the wrong argument, and `Inpainter.predict_array`'s masks. The
+helpers and the one-line/exit-code checks are the bad-input corpus' (tests/test_bad_input.py).
 """
 
 from pathlib import Path
@@ -736,3 +738,398 @@ def test_make_test_installs_the_browser_itself():
     assert plan.stdout.index("apt-get install") < plan.stdout.index("pytest")
     ci = (root / ".ci" / "run").read_text()
     assert "apt-get" not in ci and "make lint" in ci and "make test" in ci
+
+
+# == round three (issue 20) =================================================================================
+# -- 6. an output that exists and is not a regular file is never replaced (files.check_output_file) ----------
+SPECIAL = ["fifo", "char-device"]
+
+
+def _special(kind: str, path: Path) -> Path:
+    """A named pipe, or a link to a character device (os.devnull: only the link could ever be replaced)."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(os.devnull)
+    return path
+
+
+def _still_special(kind: str, path: Path) -> bool:
+    import os
+    import stat
+
+    if kind == "fifo":
+        return stat.S_ISFIFO(path.lstat().st_mode)
+    return path.is_symlink() and os.readlink(path) == os.devnull
+
+
+def _special_output_argv(command: str, target: Path, model: Path, tmp_path: Path) -> list:
+    """The command line of `command` with `target` (or the file it would write) as its output."""
+    image, mask = pair(tmp_path / "in")
+    data = tmp_path / "data"
+    write(data / "a.png", _noise())
+    write(data / "a_mask000.png", box_mask())
+    write(tmp_path / "pred" / "a_mask000.png", _noise(seed=2))
+    write(tmp_path / "photos" / "a.png", _noise(40, 40))
+    return {
+        "predict": ["predict", "--model", model, "--input", data, "--output", target.parent, "--overwrite"],
+        "predict-folder": ["predict", "--model", model, "--input", data, "--output", target],
+        "evaluate": ["evaluate", "--data", data, "--predictions", tmp_path / "pred", "--metrics", "ssim", "--out",
+                     target, "--overwrite"],
+        "visualize": ["visualize", "--checkpoint", model, "--image", image, "--mask", mask, "--out", target,
+                      "--overwrite"],
+        "export-onnx": ["export", "--checkpoint", model, "--format", "onnx", "--out", target, "--overwrite"],
+        "export-safetensors": ["export", "--checkpoint", model, "--format", "safetensors", "--out", target],
+        "masks": ["masks", "--preset", "thin_256", "--size", "32", "--images", tmp_path / "photos", "--out",
+                  target.parent, "--overwrite"],
+        "masks-folder": ["masks", "--preset", "thin_256", "--size", "32", "--images", tmp_path / "photos", "--out",
+                         target],
+        "experiment": ["experiment", "table-5-1", "--steps", "1", "--out", target],
+        "demo": ["demo", "--steps", "1", "--autoencoder-steps", "1", "--out", target],
+        "data": ["data", "photos", "--out", target],
+        "train": [*TRAIN, "--out", target.parent],
+    }[command]  # fmt: skip
+
+
+@pytest.mark.timeout(60)  # a pipe opened by mistake would block forever
+@pytest.mark.parametrize("kind", SPECIAL)
+@pytest.mark.parametrize(
+    "command",
+    ["predict", "predict-folder", "evaluate", "visualize", "export-onnx", "export-safetensors", "masks",
+     "masks-folder", "experiment", "demo", "data", "train"],
+)  # fmt: skip
+def test_outputs_that_are_not_regular_files_are_never_replaced(command, kind, model, tmp_path, capsys):
+    # predict and masks write OUT/a_mask000.png, train OUT/config.yaml: that one is the pipe or device
+    name = {"predict": "a_mask000.png", "masks": "a_mask000.png", "train": "config.yaml"}.get(
+        command, "target"
+    )
+    target = _special(kind, tmp_path / "out" / name)
+    result = run(capsys, *_special_output_argv(command, target, model, tmp_path))
+    flag = "--output" if command.startswith("predict") else "--out"
+    assert_one_error(result, flag, str(target), "named pipe" if kind == "fifo" else "character device")
+    assert _still_special(kind, target)
+    assert [p.name for p in target.parent.iterdir()] == [name]  # no temp file left, nothing else written
+
+
+def test_a_link_to_an_open_file_is_never_replaced(model, tmp_path, capsys):
+    # what /dev/stdout is when output goes to a file: it looks regular, but the rename would replace the
+    # system's link (here a link of our own, so that nothing but it could be lost)
+    image, mask = pair(tmp_path / "in")
+    with open(tmp_path / "log.txt", "w") as log:
+        link = tmp_path / "stdout"
+        link.symlink_to(f"/proc/self/fd/{log.fileno()}")
+        assert link.is_file()
+        result = run(capsys, "visualize", "--checkpoint", model, "--image", image, "--mask", mask, "--out", link,
+                     "--overwrite")  # fmt: skip
+    assert_one_error(result, "--out", str(link), "/proc")
+    assert link.is_symlink() and (tmp_path / "log.txt").read_bytes() == b""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", SPECIAL)
+def test_every_atomic_write_refuses_what_is_not_a_regular_file(kind, tmp_path):
+    from latentpaint.data.images import save_image
+    from latentpaint.errors import LatentpaintError
+    from latentpaint.files import atomic_write_bytes
+
+    target = _special(kind, tmp_path / "x.png")
+    for write_it in (lambda: atomic_write_bytes(target, b"data"), lambda: save_image(target, _noise())):
+        with pytest.raises(LatentpaintError, match="not a regular file"):
+            write_it()
+    assert _still_special(kind, target) and [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+# -- 7. weights are floating point (storage.state.load_state_strict) ---------------------------------------
+def _cast_floats(network, dtype) -> dict:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in network.state_dict().items()}
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint8"])
+@pytest.mark.parametrize("kind", ["release", "training-ckpt"])
+def test_weights_that_are_not_floating_point_are_refused(kind, dtype, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from test_bad_input import _training_checkpoint
+
+    network = _small_network()
+    state = _cast_floats(network, getattr(torch, dtype))
+    if kind == "release":
+        path = save_release(network, tmp_path / "rel")
+        named = path / WEIGHTS_NAME
+        save_file(state, str(named))
+    else:
+        path = named = tmp_path / "run.ckpt"
+        checkpoint = _training_checkpoint(network, "alpha")
+        checkpoint["state_dict"] = {f"network.{k}": v for k, v in state.items()}
+        torch.save(checkpoint, path)
+    image, mask = pair(tmp_path)
+    out = tmp_path / "o"
+    result = run(capsys, "predict", "--model", path, "--input", image, "--mask", mask, "--output", out)
+    assert_one_error(result, str(named), "not floating point", f"as {dtype}")
+    bad = result.err[0].split("e.g. ", 1)[1].split(" as ")[0]
+    assert bad.strip("'") in network.state_dict()  # the message names a tensor of the network
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_still_load(dtype, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    network = _small_network()
+    release = save_release(network, tmp_path / "rel")
+    save_file(_cast_floats(network, getattr(torch, dtype)), str(release / WEIGHTS_NAME))
+    image, mask = pair(tmp_path)
+    result = run(
+        capsys, "predict", "--model", release, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert result.code == 0 and not result.err, result.err
+
+
+# -- 8. names with a newline: paired by the one rule, and quoted in every message ------------------------------
+def test_mask_owner_reads_the_whole_stem():
+    from latentpaint.data.pairs import mask_owner
+
+    assert mask_owner(Path("a\nb_mask000.png")) == "a\nb"
+    assert mask_owner(Path("a\nb.png")) is None
+    assert mask_owner(Path("a_mask\n.png")) is None  # "$" matched before the final newline
+
+
+def test_names_with_a_newline_are_paired(model, tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    write(data / "a\nb.png", _noise())
+    write(data / "a\nb_mask000.png", box_mask())
+    result = run(capsys, "predict", "--model", model, "--input", data, "--output", out)
+    assert result.code == 0 and not result.err, result.err
+    assert [p.name for p in out.iterdir()] == ["a\nb_mask000.png"]
+    result = run(capsys, "evaluate", "--data", data, "--predictions", out, "--metrics", "psnr")
+    assert result.code == 0 and "pairs: 1" in result.out, result.err
+
+
+@pytest.mark.parametrize(
+    "command", ["predict-file", "predict-folder", "predict-missing", "evaluate", "masks"]
+)
+def test_names_with_a_newline_never_split_a_message(command, model, tmp_path, capsys):
+    data = tmp_path / "data"
+    broken = write(data / "c\nd.png", b"not an image")
+    mask = write(tmp_path / "m.png", box_mask())
+    out = tmp_path / "out"
+    argv, code, named = {
+        "predict-file": (["predict", "--model", model, "--input", broken, "--mask", mask, "--output", out], 1,
+                         broken),
+        "predict-folder": (["predict", "--model", model, "--input", data, "--output", out], 1, broken),
+        "predict-missing": (["predict", "--model", model, "--input", data / "no\nsuch.png", "--mask", mask,
+                             "--output", out], 2, data / "no\nsuch.png"),
+        "evaluate": (["evaluate", "--data", data, "--predictions", tmp_path, "--metrics", "psnr"], 2,
+                     data / "e\nf_mask000.png"),
+        "masks": (["masks", "--preset", "thin_256", "--size", "32", "--images", data, "--out", out], 2, broken),
+    }[command]  # fmt: skip
+    if command == "predict-folder":
+        write(data / "c\nd_mask000.png", box_mask())
+    if command == "evaluate":  # a mask whose image is missing
+        write(named, box_mask())
+    result = run(capsys, *argv)
+    assert result.code == code, result.err
+    assert len(result.err) == 1, result.err
+    assert repr(str(named)) in result.err[0], result.err  # 'data/c\nd.png', escaped
+
+
+# -- 9. two masks for one image are refused, as two images for one output are --------------------------------
+@pytest.mark.parametrize("image_name", ["x.png", "x.jpg", "x.webp", "file x.png"])
+def test_two_masks_for_one_image_are_refused(image_name, model, tmp_path, capsys):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    image = images / image_name.removeprefix("file ")
+    Image.fromarray(_noise()).save(write(image, b""))
+    write(masks / "x.png", box_mask())
+    Image.fromarray(box_mask()).save(masks / "x.jpg")
+    source = image if image_name.startswith("file ") else images
+    result = run(capsys, "predict", "--model", model, "--input", source, "--mask", masks, "--output", out)
+    assert_one_error(result, "--mask", str(masks / "x.png"), str(masks / "x.jpg"))
+    assert not out.exists()
+
+
+# -- 10. a client hanging up mid-upload: one log line at most, never a traceback ----------------------------
+@pytest.mark.timeout(60)
+def test_client_hanging_up_mid_upload_logs_no_traceback():
+    import http.client
+    import logging
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from latentpaint.server.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+    # as `latentpaint serve` runs it
+    server = uvicorn.Server(uvicorn.Config(create_app(api_client().app_inpainter), log_level="warning",
+                                           access_log=False))  # fmt: skip
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler(logging.DEBUG)
+    keep.emit = records.append
+    ours = logging.getLogger("latentpaint")
+    loggers = [logging.getLogger("uvicorn"), ours]  # uvicorn.error's records reach uvicorn's handlers
+    level = ours.level
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        for logger in loggers:  # after uvicorn configured its loggers
+            logger.addHandler(keep)
+        ours.setLevel(logging.INFO)  # our line counts even though the default level would hide it
+        part = b'--xyz\r\nContent-Disposition: form-data; name="%s"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+        cuts = [
+            part % b"image" + b"x" * 1000,
+            part % b"image" + png_bytes(_noise()) + b"\r\n" + part % b"mask" + b"x",
+        ]
+        for body in cuts:  # in the first file, and in the second
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                client.sendall(
+                    f"POST /api/inpaint HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n"
+                    "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n".encode()
+                    + body
+                )
+                time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while len(records) < len(cuts) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert len(records) <= len(cuts), [r.getMessage() for r in records]
+        for record in records:
+            assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # and the server still answers
+        connection.request("GET", "/api/health")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(keep)
+        ours.setLevel(level)
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+# -- 11. each message names the argument at fault and what it expected; no errno text ---------------------------
+@pytest.mark.parametrize("stage, other", [("inpainting", "autoencoder"), ("autoencoder", "inpainting")])
+def test_resume_from_the_other_stage_blames_the_checkpoint(stage, other, tmp_path, capsys):
+    import torch
+
+    checkpoint = tmp_path / "other.ckpt"
+    torch.save({"hyper_parameters": {"config": {"stage": other}}, "state_dict": {}}, checkpoint)
+    out = tmp_path / "run"
+    result = run(capsys, "train", stage, "--resume", checkpoint, "--out", out)
+    found, wanted = ("stage-1", "stage-2") if other == "autoencoder" else ("stage-2", "stage-1")
+    assert_one_error(result, "--resume", str(checkpoint), found, wanted)
+    assert "config" not in result.err[0]  # no --config was given: the preset is not at fault
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["predict", "--model", "DEV", "--input", "IMAGE", "--mask", "MASK", "--output", "OUT"], "model"),
+        (["export", "--checkpoint", "DEV", "--format", "safetensors", "--out", "OUT"], "model"),
+        (["visualize", "--checkpoint", "DEV", "--image", "IMAGE", "--mask", "MASK", "--out", "OUT"], "model"),
+        (["visualize", "--checkpoint", "MODEL", "--image", "DEV", "--mask", "MASK", "--out", "OUT"], "image"),
+        (["predict", "--model", "MODEL", "--input", "DEV", "--mask", "MASK", "--output", "OUT"], "--input"),
+        (["predict", "--model", "MODEL", "--input", "IMAGE", "--mask", "DEV", "--output", "OUT"], "--mask"),
+        (["train", "inpainting", "--resume", "DEV", "--out", "OUT"], "--resume"),
+        (["evaluate", "--data", "DEV", "--predictions", "IN", "--metrics", "psnr", "--out", "OUT"], "--data"),
+        (
+            ["evaluate", "--data", "IN", "--predictions", "DEV", "--metrics", "psnr", "--out", "OUT"],
+            "--predictions",
+        ),
+        (["masks", "--preset", "thin_256", "--images", "DEV", "--out", "OUT"], "--images"),
+    ],
+)
+def test_a_device_is_named_as_what_it_is_not_as_missing(argv, flag, model, tmp_path, capsys):
+    import os
+
+    image, mask = pair(tmp_path)
+    names = {"DEV": os.devnull, "IMAGE": image, "MASK": mask, "OUT": tmp_path / "out", "MODEL": model,
+             "IN": image.parent}  # fmt: skip
+    result = run(capsys, *(names.get(a, a) for a in argv))
+    assert_one_error(result, flag, repr(os.devnull), "character device")
+    assert "does not exist" not in result.err[0] and "nothing to resume" not in result.err[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(30)  # before the fix the read blocked on the pipe (and a link to /dev/zero ate memory)
+def test_a_release_config_that_is_a_pipe_is_refused_unread(tmp_path, capsys):
+    release = save_release(_small_network(), tmp_path / "rel")
+    (release / CONFIG_NAME).unlink()
+    _special("fifo", release / CONFIG_NAME)
+    image, mask = pair(tmp_path)
+    result = run(
+        capsys, "predict", "--model", release, "--input", image, "--mask", mask, "--output", tmp_path / "o"
+    )
+    assert_one_error(result, str(release / CONFIG_NAME), "named pipe")
+
+
+@pytest.mark.parametrize(
+    "command", ["predict", "masks", "export", "demo", "experiment", "data", "train", "visualize", "evaluate"]
+)
+def test_an_output_folder_that_is_a_file_is_named_without_errno(command, model, tmp_path, capsys):
+    blocker = write(tmp_path / "taken", b"mine")
+    image, mask = pair(tmp_path / "in")
+    write(tmp_path / "photos" / "a.png", _noise(40, 40))
+    data, predictions = _eval_folders(tmp_path)
+    argv = {
+        "predict": ["predict", "--model", model, "--input", image, "--mask", mask, "--output", blocker],
+        "masks": ["masks", "--preset", "thin_256", "--size", "32", "--images", tmp_path / "photos", "--out", blocker],
+        "export": ["export", "--checkpoint", model, "--format", "safetensors", "--out", blocker],
+        "demo": ["demo", "--steps", "1", "--out", blocker],
+        "experiment": ["experiment", "table-5-1", "--steps", "1", "--out", blocker],
+        "data": ["data", "photos", "--out", blocker],
+        "train": [*TRAIN, "--out", blocker],
+        "visualize": ["visualize", "--checkpoint", model, "--image", image, "--mask", mask, "--out",
+                      blocker / "figure.png"],
+        "evaluate": ["evaluate", "--data", data, "--predictions", predictions, "--metrics", "ssim", "--out",
+                     blocker / "results.json"],
+    }[command]  # fmt: skip
+    result = run(capsys, *argv)
+    flag = "--output" if command == "predict" else "--out"
+    assert_one_error(result, flag, repr(str(blocker)), "regular file", "folder")
+    assert "Errno" not in result.err[0]
+    assert blocker.read_bytes() == b"mine"
+
+
+def test_os_errors_read_as_sentences():
+    import errno
+
+    from latentpaint.errors import os_error_text
+
+    text = os_error_text(OSError(errno.ENOSPC, "No space left on device", "out/a\nb.png"))
+    assert text == "'out/a\\nb.png': No space left on device"
+
+
+# -- 12. Inpainter.predict_array takes the masks __call__ takes ------------------------------------------------
+def test_predict_array_takes_uint8_and_bool_masks():
+    import torch
+
+    from latentpaint.errors import LatentpaintError
+    from latentpaint.inference.inpainter import Inpainter
+    from latentpaint.models.network import InpaintingNetwork
+
+    torch.manual_seed(0)
+    inpainter = Inpainter(InpaintingNetwork("thesis", "control", n_blocks=2))  # mask control: the matmul
+    image, box = _noise(), box_mask()
+    expected = inpainter(image, box)
+    assert not np.array_equal(expected, image)
+    for mask in (box, (box > 0).astype(np.uint8), box > 0, (box > 0).astype(np.float32)):
+        assert np.array_equal(inpainter.predict_array(image, mask), expected), mask.dtype
+    for bad_image, bad_mask in ((image.astype(np.float32), box), (image, box[None, None]), (image, box[:5])):
+        with pytest.raises(LatentpaintError):
+            inpainter.predict_array(bad_image, bad_mask)

@@ -11,7 +11,7 @@ import importlib
 import sys
 import warnings
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, one_line, os_error_text
 from latentpaint.options import OneLineParser
 
 # libraries whose warnings and log lines are about their own internals, not the user's input
@@ -84,13 +84,13 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         code = args.func(args)
     except LatentpaintError as exc:
-        print(f"{prefix} {exc}", file=sys.stderr)
+        print(f"{prefix} {one_line(exc)}", file=sys.stderr)
         return 2
-    except OSError as exc:  # disk full, permission denied, ...: the system's sentence names the file
-        print(f"{prefix} {exc}", file=sys.stderr)
+    except OSError as exc:  # disk full, permission denied, ...: the system's sentence and the file's name
+        print(f"{prefix} {one_line(os_error_text(exc))}", file=sys.stderr)
         return 2
     except yaml.YAMLError as exc:
-        print(f"{prefix} cannot parse YAML: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"{prefix} cannot parse YAML: {one_line(exc)}", file=sys.stderr)
         return 2
     except RecursionError:
         print(f"{prefix} the input is nested too deeply to read", file=sys.stderr)

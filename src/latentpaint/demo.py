@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from latentpaint.data.heldout import HELD_OUT, prepare_data
+from latentpaint.files import atomic_write_bytes, check_output_folder
 from latentpaint.options import integer, side
 
 # what the `recipe` preset's stage 2 is (configs/recipe.yaml), for the progress line and the summary
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from latentpaint.viz.figures import image_grid, plot_loss_curves, read_metric
 
     out: Path = args.out
+    check_output_folder(out, "--out")
     common = [
         f"data.size={args.size}", f"data.batch_size={args.batch_size}", f"data.num_workers={args.num_workers}",
         f"seed={args.seed}", "trainer.log_every_n_steps=5",
@@ -209,7 +211,6 @@ def write_summary(out: Path, args: argparse.Namespace, scores: dict, times: dict
         "end; the shipped model is the same recipe at its full budget (docs/quality.md). Files: `samples.png`, `loss_curves.png`, `results/`, `model/`",
         "(a release folder for `latentpaint predict --model`), `runs/` (checkpoints, CSV logs).",
     ]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(
-        json.dumps({"scores": scores, "times": times, "args": vars(args)}, default=str, indent=2)
-    )
+    atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode("utf-8"))
+    summary = json.dumps({"scores": scores, "times": times, "args": vars(args)}, default=str, indent=2)
+    atomic_write_bytes(out / "summary.json", summary.encode("utf-8"))

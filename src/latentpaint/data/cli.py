@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from latentpaint.data.photos import OPENCV_SAMPLES
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import add_overwrite_flag
 from latentpaint.masks import (
     MASK_PRESETS,
@@ -46,11 +46,13 @@ def register_photos(subparsers) -> None:
 
 def run_photos(args: argparse.Namespace) -> int:
     from latentpaint.data.photos import assemble
+    from latentpaint.files import check_output_folder
 
     if not 0 <= args.heldout_fraction < 1:
         raise LatentpaintError(f"--heldout-fraction must be in [0, 1), not {args.heldout_fraction}")
     if not args.opencv_samples.is_dir():
         print(f"note: no OpenCV samples at {args.opencv_samples} (apt-get install opencv-doc adds 37 photos)")
+    check_output_folder(args.out, "--out")
     records = assemble(args.out, args.opencv_samples, args.heldout_fraction, args.seed)
     train = sum(r.split == "train" for r in records)
     print(
@@ -86,7 +88,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from latentpaint.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, save_image
-    from latentpaint.files import check_outputs
+    from latentpaint.files import check_input_folder, check_output_folder, check_outputs
 
     if args.masks_per_image < 1:
         raise LatentpaintError(f"--masks-per-image must be at least 1, not {args.masks_per_image}")
@@ -97,11 +99,15 @@ def run(args: argparse.Namespace) -> int:
     images_dir, out_dir = args.images.resolve(), args.out.resolve()
     if out_dir == images_dir or images_dir in out_dir.parents:
         raise LatentpaintError(
-            f"--out {args.out} lies inside --images {args.images}; a rerun would read its output"
+            f"--out {quoted(args.out)} lies inside --images {quoted(args.images)}; a rerun would read its output"
         )
+    check_output_folder(args.out, "--out")
+    check_input_folder(args.images, "--images", "a folder of images")
     paths = list_images(images_dir)
     if not paths:
-        raise LatentpaintError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {args.images}")
+        raise LatentpaintError(
+            f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in --images {quoted(args.images)}"
+        )
 
     names: dict[str, Path] = {}
     for path in paths:
@@ -109,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         name = "_".join(rel.with_suffix("").parts)
         if name in names:
             raise LatentpaintError(
-                f"{names[name]} and {path} would both be written as {name}.png; rename one"
+                f"{quoted(names[name])} and {quoted(path)} would both be written as {quoted(name + '.png')}; rename one"
             )
         names[name] = path
 
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             masks = draw_masks(generator, size, args.masks_per_image, rng, args.max_area)
         except LatentpaintError as exc:
-            raise LatentpaintError(f"{path}: {exc}") from None
+            raise LatentpaintError(f"{quoted(path)}: {exc}") from None
         save_image(out_dir / f"{name}.png", image)
         for k, mask in enumerate(masks):
             save_image(out_dir / f"{name}_mask{k:03d}.png", (mask * 255).astype(np.uint8))

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from latentpaint.data.datasets import EvaluationDataset, StepSampler, TrainingDataset, batch_to_float
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 AUTO_WORKERS = "auto"
 MAX_AUTO_WORKERS = 8  # enough to keep a GPU step fed with JPEG decoding and host prefills
@@ -136,7 +136,7 @@ def validation_loader(folder: str | Path, rank: int = 0, world_size: int = 1) ->
     dataset = EvaluationDataset(folder)
     if len(dataset) < 2:
         raise LatentpaintError(
-            f"validation folder {folder} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
+            f"validation folder {quoted(folder)} has {len(dataset)} mask; FID (hence ssim_fid100_f1) needs at least 2"
         )
     if world_size > 1:
         dataset = Subset(dataset, range(rank, len(dataset), world_size))

@@ -23,7 +23,8 @@ from latentpaint.data.images import (
     load_mask,
     load_rgb,
 )
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, one_line, quoted
+from latentpaint.files import path_kind
 from latentpaint.masks import get_mask_generator
 from latentpaint.models.prefill import HOST_PREFILLS, host_prefill
 
@@ -75,9 +76,9 @@ def _probe(path: Path, max_pixels: int) -> None:
             with Image.open(path, formats=IMAGE_FORMATS) as image:
                 too_big = image.width * image.height > max_pixels
     except Exception as exc:  # PIL raises several types for files it cannot identify
-        raise LatentpaintError(f"cannot read image {path}: {exc}") from exc
+        raise LatentpaintError(f"cannot read image {quoted(path)}: {one_line(exc)}") from exc
     if too_big:
-        raise LatentpaintError(f"cannot read image {path}: above the limit of {max_pixels:,} pixels")
+        raise LatentpaintError(f"cannot read image {quoted(path)}: above the limit of {max_pixels:,} pixels")
 
 
 class TrainingDataset(Dataset):
@@ -147,7 +148,7 @@ class TrainingDataset(Dataset):
     def _scan(self, folder: Path, cache: bool | None, cache_max_images: int) -> None:
         paths = list_images(folder)
         if not paths:
-            raise LatentpaintError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {folder}")
+            raise LatentpaintError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {quoted(folder)}")
         if cache is None:
             cache = len(paths) <= cache_max_images
         load = self._load if cache else (lambda p: _probe(p, self.max_pixels))
@@ -164,11 +165,11 @@ class TrainingDataset(Dataset):
         failures = [error for _, error in results if error is not None]
         if len(failures) == len(paths):
             raise LatentpaintError(
-                f"none of the {len(paths)} images in {folder} is readable; first: {failures[0]}"
+                f"none of the {len(paths)} images in {quoted(folder)} is readable; first: {failures[0]}"
             )
         if failures:
             warnings.warn(
-                f"skipped {len(failures)} unreadable of {len(paths)} images in {folder}; first: {failures[0]}",
+                f"skipped {len(failures)} unreadable of {len(paths)} images in {quoted(folder)}; first: {failures[0]}",
                 stacklevel=3,
             )
         kept = [(path, result) for path, (result, error) in zip(paths, results, strict=True) if error is None]
@@ -269,19 +270,25 @@ def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise LatentpaintError(f"evaluation folder {folder} does not exist or is not a folder")
+        kind = path_kind(folder)
+        what = "does not exist" if kind is None else f"is {kind}, not a folder"
+        raise LatentpaintError(f"evaluation folder {quoted(folder)} {what}")
     files = sorted(
         (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
         key=lambda p: p.relative_to(folder).as_posix(),
     )
     if not files:
-        raise LatentpaintError(f"evaluation folder {folder} holds no images")
+        raise LatentpaintError(f"evaluation folder {quoted(folder)} holds no images")
     found = lama_pairs(files)
     if found.orphans:
         mask = found.orphans[0]
-        raise LatentpaintError(f"mask {mask} has no image {mask_owner(mask)}.png next to it")
+        raise LatentpaintError(
+            f"mask {quoted(mask)} has no image {quoted(mask_owner(mask) + '.png')} next to it"
+        )
     if not found.pairs:
-        raise LatentpaintError(f"evaluation folder {folder} holds no NAME_maskNNN.png masks (LaMa's layout)")
+        raise LatentpaintError(
+            f"evaluation folder {quoted(folder)} holds no NAME_maskNNN.png masks (LaMa's layout)"
+        )
     return found.pairs
 
 
@@ -300,7 +307,7 @@ class EvaluationDataset(Dataset):
         image_path, mask_path = self.pairs[index]
         image = load_rgb(image_path, self.max_pixels)
         mask = load_mask(mask_path, self.max_pixels)
-        check_same_size(image, mask, f"mask {mask_path}")
+        check_same_size(image, mask, f"mask {quoted(mask_path)}")
         return {
             "image": _to_tensor(image),
             "mask": torch.from_numpy(mask)[None],

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from latentpaint.errors import LatentpaintError
-from latentpaint.files import atomic_write_bytes
+from latentpaint.errors import LatentpaintError, quoted
+from latentpaint.files import FOLDER, REGULAR, atomic_write_bytes, path_kind
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # The only decoders a file is ever handed to, whatever its name says: what cameras, browsers and image
@@ -39,8 +39,10 @@ _SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 def list_images(folder: str | Path) -> list[Path]:
     """Image files under `folder` (recursive, by extension, case-insensitive), sorted by relative path."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise LatentpaintError(f"image folder {folder} does not exist or is not a folder")
+    kind = path_kind(folder)
+    if kind != FOLDER:
+        what = "does not exist" if kind is None else f"is {kind}, not a folder"
+        raise LatentpaintError(f"image folder {quoted(folder)} {what}")
     found = [
         p
         for p in folder.rglob("*")
@@ -67,6 +69,9 @@ def _open(source: Source, what: str, max_pixels: int) -> Image.Image:
     """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
+    elif isinstance(source, str | Path) and path_kind(source) not in (None, REGULAR):
+        # a pipe would block and a device never end: only regular files are opened
+        raise ImageReadError(f"cannot read {what}: it is {path_kind(source)}, not an image file")
     try:
         try:
             with warnings.catch_warnings():
@@ -93,6 +98,8 @@ def _open(source: Source, what: str, max_pixels: int) -> Image.Image:
             reason = "no such file"
         elif isinstance(exc, UnidentifiedImageError):
             reason, status = f"not in a supported image format ({', '.join(IMAGE_FORMATS)})", 415
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror  # the system's sentence without "[Errno 13]" and the name again
         else:
             reason = str(exc) or type(exc).__name__
         raise ImageReadError(f"cannot read {what}: {reason}", status) from exc
@@ -147,7 +154,7 @@ def mask_levels(image: Image.Image) -> np.ndarray:
 
 def read_image(source: Source, what: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The one image reader (files, bytes, uploads): uint8 RGB (H, W, 3)."""
-    what = what or (f"image {source}" if isinstance(source, str | Path) else "the uploaded image")
+    what = what or (f"image {quoted(source)}" if isinstance(source, str | Path) else "the uploaded image")
     return rgb_array(_open(source, what, max_pixels), what)
 
 
@@ -156,7 +163,7 @@ def read_mask(
 ) -> tuple[np.ndarray, str | None]:
     """The one mask reader (files, bytes, uploads): (float32 (H, W) with 1.0 where `fill_mask` says fill,
     warning or None)."""
-    name = str(source) if isinstance(source, str | Path) else "upload"
+    name = quoted(source) if isinstance(source, str | Path) else "upload"
     what = what or f"mask {name}"
     image = _open(source, what, max_pixels)
     mask, warning = binarize_mask(mask_levels(image), is_lossy(image), name)
@@ -165,7 +172,7 @@ def read_mask(
 
 def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3); grey, palette, CMYK, 16-bit and alpha images are converted."""
-    return read_image(Path(path), f"image {path}", max_pixels)
+    return read_image(Path(path), f"image {quoted(path)}", max_pixels)
 
 
 def check_same_size(image: np.ndarray, mask: np.ndarray, what: str = "the mask", hint: str = "") -> None:
@@ -221,7 +228,7 @@ def is_lossy(image: Image.Image) -> bool:
 def load_mask(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A mask file as float32 (H, W): 1.0 where `binarize_mask` says fill (any channel above 0; JPEGs
     above half range), else 0.0; its warning, if any, is issued as a UserWarning."""
-    mask, warning = read_mask(Path(path), f"mask {path}", max_pixels)
+    mask, warning = read_mask(Path(path), f"mask {quoted(path)}", max_pixels)
     if warning:
         warnings.warn(warning, stacklevel=2)
     return mask
@@ -232,12 +239,12 @@ def save_image(path: str | Path, array: np.ndarray) -> None:
     path = Path(path)
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
         raise LatentpaintError(
-            f"cannot write {path}: expected uint8 (H, W) or (H, W, 3), got {array.dtype} {array.shape}"
+            f"cannot write {quoted(path)}: expected uint8 (H, W) or (H, W, 3), got {array.dtype} {array.shape}"
         )
     bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
-        raise LatentpaintError(f"cannot write {path}: OpenCV has no encoder for {path.suffix!r}")
+        raise LatentpaintError(f"cannot write {quoted(path)}: OpenCV has no encoder for {path.suffix!r}")
     atomic_write_bytes(path, encoded.tobytes())
 
 

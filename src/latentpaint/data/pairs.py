@@ -10,12 +10,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_MASK_STEM = re.compile(r"^(?P<image>.+)_mask\d*$")
+# the whole stem, whatever it holds: "." matches a newline too, and fullmatch has no "$" that would stop
+# before a final newline
+_MASK_STEM = re.compile(r"(?P<image>.+)_mask\d*", re.DOTALL)
 
 
 def mask_owner(path: Path) -> str | None:
     """The stem of the image a LaMa mask belongs to (`a_mask000.png` -> `a`), or None for an image."""
-    match = _MASK_STEM.match(path.stem)
+    match = _MASK_STEM.fullmatch(path.stem)
     return None if match is None else match["image"]
 
 

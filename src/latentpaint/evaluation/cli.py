@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import finite_json, write_json_atomic
 
 if TYPE_CHECKING:  # torch is imported inside the command so `latentpaint --help` stays fast
@@ -83,9 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def match_predictions(data: Path, predictions: Path, pairs: list[tuple[Path, Path]]) -> list[Path]:
     """The prediction file for each (image, mask) pair; one error lists all missing and extra files."""
     from latentpaint.data.images import list_images
+    from latentpaint.files import check_input_folder
 
-    if not predictions.is_dir():
-        raise LatentpaintError(f"predictions folder {predictions} does not exist or is not a folder")
+    check_input_folder(predictions, "--predictions", "a folder of predictions")
     present = {path.relative_to(predictions).as_posix(): path for path in list_images(predictions)}
     masks_per_image = Counter(image for image, _ in pairs)
     chosen: list[Path] = []
@@ -108,7 +108,7 @@ def match_predictions(data: Path, predictions: Path, pairs: list[tuple[Path, Pat
             if names
         ]
         raise LatentpaintError(
-            f"predictions in {predictions} do not match the masks in {data}: {'; '.join(problems)} "
+            f"predictions in {quoted(predictions)} do not match the masks in {quoted(data)}: {'; '.join(problems)} "
             "(expected NAME_maskNNN.png per mask, or NAME.png for an image with a single mask)"
         )
     return chosen
@@ -116,7 +116,7 @@ def match_predictions(data: Path, predictions: Path, pairs: list[tuple[Path, Pat
 
 def _listing(names: list[str]) -> str:
     """The first few names, then a count of the rest."""
-    shown = ", ".join(names[:_LISTED])
+    shown = ", ".join(quoted(name) for name in names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
 
@@ -127,10 +127,10 @@ def _load_triple(
     from latentpaint.data.images import check_same_size, load_mask, load_rgb
 
     image, mask, pred = load_rgb(image_path), load_mask(mask_path), load_rgb(pred_path)
-    check_same_size(image, mask, f"mask {mask_path}")
+    check_same_size(image, mask, f"mask {quoted(mask_path)}")
     if pred.shape != image.shape:
         raise LatentpaintError(
-            f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but its image {image_path} is "
+            f"prediction {quoted(pred_path)} is {pred.shape[1]}x{pred.shape[0]} but its image {quoted(image_path)} is "
             f"{image.shape[1]}x{image.shape[0]}"
         )
     return image, mask, pred
@@ -204,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
         raise LatentpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
     # data problems first: they are cheaper to find than loading any network
+    from latentpaint.files import check_input_folder
+
+    check_input_folder(args.data, "--data", "a LaMa evaluation folder (NAME.png + NAME_mask000.png)")
     pairs = find_pairs(args.data)
     pred_paths = match_predictions(args.data, args.predictions, pairs)
     if args.out is not None:

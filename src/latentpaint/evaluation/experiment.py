@@ -325,7 +325,10 @@ def setup(args: argparse.Namespace, configs: dict, ae: tuple[Path, str], dirs: t
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Trains and scores every run of `args.table` (skipping finished ones) and writes the report."""
+    from latentpaint.files import check_output_folder
+
     table = TABLES[args.table]
+    check_output_folder(args.out, "--out")
     args.out.mkdir(parents=True, exist_ok=True)
     # everything a user can get wrong (data, overrides, weight files) is checked before the first step
     train_dir, eval_dir = prepare_datasets(args)

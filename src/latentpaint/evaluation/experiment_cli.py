@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.evaluation.tables import TABLES, TITLES
 from latentpaint.options import integer, side
 
@@ -95,7 +95,9 @@ def check(args: argparse.Namespace) -> None:
     if args.autoencoder_steps is not None and args.autoencoder_steps < 1:
         raise LatentpaintError(f"--autoencoder-steps must be at least 1, not {args.autoencoder_steps}")
     if args.data != "builtin" and not Path(args.data).is_dir():
-        raise LatentpaintError(f"training folder {args.data} does not exist (give a folder or 'builtin')")
+        raise LatentpaintError(
+            f"--data {quoted(args.data)} is not a folder (give a training folder or 'builtin')"
+        )
     if args.lama_folder is not None and args.table != "table-5-2":
         raise LatentpaintError(
             f"--lama-folder adds row (0) of table-5-2 (the authors' checkpoint); {args.table} has no such row"

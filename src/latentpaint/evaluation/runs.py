@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import finite_json, write_json_atomic
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _check_same_training(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
     changed = config_differences(before, cfg, () if finished else ("trainer.max_steps",))
     if changed:
         raise LatentpaintError(
-            f"{run_dir} was trained with other settings ({'; '.join(changed[:3])}): rerun with the "
+            f"{quoted(run_dir)} was trained with other settings ({'; '.join(changed[:3])}): rerun with the "
             "original options, or use another --out"
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import atomic_write
 from latentpaint.inference.build import check_model_config, network_from_config, plan_network  # noqa: F401
 from latentpaint.inference.safety import model_section
@@ -46,11 +46,13 @@ def read_release_config(path: Path) -> dict:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LatentpaintError(f"cannot read {path}: {exc}") from None
+        raise LatentpaintError(f"cannot read {quoted(path)}: {exc}") from None
     except RecursionError:
-        raise LatentpaintError(f"cannot read {path}: it is nested too deeply to be a model config") from None
+        raise LatentpaintError(
+            f"cannot read {quoted(path)}: it is nested too deeply to be a model config"
+        ) from None
     if not isinstance(config, dict):
-        raise LatentpaintError(f"{path} does not hold a JSON object")
+        raise LatentpaintError(f"{quoted(path)} does not hold a JSON object")
     return config
 
 
@@ -86,7 +88,10 @@ def load_release(folder: str | Path):
         network = network_from_config(config, source=folder / CONFIG_NAME)
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
-        raise LatentpaintError(f"cannot read {weights} (truncated or not safetensors): {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise LatentpaintError(
+            f"cannot read {quoted(weights)} (truncated or not safetensors): {reason}"
+        ) from None
     load_state_strict(network, state, weights)
     return network
 
@@ -100,7 +105,7 @@ def training_network(config: dict[str, Any], state: dict[str, torch.Tensor], pat
     """The `InpaintingNetwork` of an already read stage-2 checkpoint (`read_training_checkpoint`)."""
     if config.get("stage") != "inpainting":
         raise LatentpaintError(
-            f"{path} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"
+            f"{quoted(path)} is not a stage-2 (inpainting) checkpoint (its config says stage: {config.get('stage')})"
         )
     m = model_section(config, path)
     weights = strip_prefix(state, "network.")
@@ -124,7 +129,7 @@ def load_network(path: str | Path):
 
             return load_lama_folder(path)
         raise LatentpaintError(
-            f"{path} holds no model: expected {WEIGHTS_NAME} + {CONFIG_NAME} (latentpaint release) "
+            f"{quoted(path)} holds no model: expected {WEIGHTS_NAME} + {CONFIG_NAME} (latentpaint release) "
             "or config.yaml + models/best.ckpt (official LaMa)"
         )
     if path.is_file():
@@ -138,4 +143,12 @@ def load_network(path: str | Path):
         if isinstance(config, dict) and "state_dict" in ckpt:
             return training_network(config, ckpt["state_dict"], path)
         return load_lama_weights(ckpt, path)  # a single LaMa weight file (IOPaint-style)
-    raise LatentpaintError(f"model {path} does not exist")
+    from latentpaint.files import path_kind
+
+    kind = path_kind(path)
+    if kind is None:
+        raise LatentpaintError(f"model {quoted(path)} does not exist")
+    raise LatentpaintError(
+        f"model {quoted(path)} is {kind}; expected a release folder, a training checkpoint (.ckpt), an official "
+        "LaMa folder or a LaMa weight file"
+    )

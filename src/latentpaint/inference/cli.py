@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 PREDICT_HELP = """\
 Inpaint images with a model (a latentpaint release folder, a training checkpoint or an official LaMa
@@ -155,11 +155,16 @@ def pair_inputs(input_path: Path, mask_path: Path | None) -> list[Job]:
     """The (image, mask, output name) jobs for the pairing conventions in `PREDICT_HELP`."""
     from latentpaint.data.images import IMAGE_EXTENSIONS, list_images
     from latentpaint.data.pairs import mask_owner
+    from latentpaint.files import FOLDER, REGULAR, path_kind
 
-    if not input_path.exists():
-        raise LatentpaintError(f"input {input_path} does not exist")
-    if mask_path is not None and not mask_path.exists():
-        raise LatentpaintError(f"mask {mask_path} does not exist")
+    for flag, path in (("--input", input_path), ("--mask", mask_path)):
+        kind = path_kind(path) if path is not None else REGULAR
+        if kind is None:
+            raise LatentpaintError(f"{flag} {quoted(path)} does not exist")
+        if kind not in (REGULAR, FOLDER):
+            raise LatentpaintError(
+                f"{flag} {quoted(path)} is {kind}; expected an image file or a folder of images"
+            )
     if input_path.is_file():
         if mask_path is not None and mask_path.is_file():
             return [Job(input_path, mask_path, Path(input_path.stem + ".png"))]
@@ -173,16 +178,21 @@ def pair_inputs(input_path: Path, mask_path: Path | None) -> list[Job]:
         ]
         jobs = [j for j in _lama_jobs([input_path, *masks], input_path.parent) if j.image == input_path]
         if not any(j.mask for j in jobs):
-            raise LatentpaintError(f"no --mask given and no {input_path.stem}_mask*.* next to {input_path}")
+            raise LatentpaintError(
+                f"no --mask given and no {quoted(input_path.stem + '_mask*.*')} next to {quoted(input_path)}"
+            )
         return [j for j in jobs if j.mask]
     images = list_images(input_path)
     if not images:
-        raise LatentpaintError(f"{input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise LatentpaintError(
+            f"--input {quoted(input_path)} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+        )
     if mask_path is None:
         jobs = _lama_jobs(images, input_path)
         if not any(j.image and j.mask for j in jobs):
             raise LatentpaintError(
-                f"{input_path} holds no LaMa pairs (NAME.png + NAME_mask000.png); pass --mask for IOPaint naming"
+                f"--input {quoted(input_path)} holds no LaMa pairs (NAME.png + NAME_mask000.png); pass --mask "
+                "for IOPaint naming"
             )
         return jobs
     return pair_inputs_dir(images, input_path, mask_path)
@@ -200,28 +210,35 @@ def pair_inputs_dir(images: list[Path], root: Path, mask_path: Path) -> list[Job
     jobs = []
     for p in images:
         found = masks.get(p.relative_to(root).with_suffix(""), [])
-        # several candidates (NAME.png and NAME.jpg): the one with the image's own extension, else none
-        mask = found[0] if len(found) == 1 else next((m for m in found if m.suffix == p.suffix), None)
-        jobs.append(Job(p, mask, p.relative_to(root).with_suffix(".png")))
+        if len(found) > 1:  # NAME.png and NAME.jpg: either could be meant, as with two such images
+            raise LatentpaintError(
+                f"--mask {quoted(mask_path)} holds {len(found)} masks for {quoted(p)} "
+                f"({', '.join(quoted(m) for m in found)}); keep one"
+            )
+        jobs.append(Job(p, found[0] if found else None, p.relative_to(root).with_suffix(".png")))
     if not any(j.mask for j in jobs):
-        raise LatentpaintError(f"no image in {root} has a mask of the same name in {mask_path}")
+        raise LatentpaintError(
+            f"no image in {quoted(root)} has a mask of the same name in --mask {quoted(mask_path)}"
+        )
     return jobs
 
 
 def _check_outputs(jobs: list[Job], output: Path, overwrite: bool = False) -> None:
     """No two jobs write one file; then the shared rule: never an input, existing files only with --overwrite."""
-    from latentpaint.files import check_outputs
+    from latentpaint.files import check_output_folder, check_outputs
 
     seen: dict[Path, Job] = {}
     for job in jobs:
         if job.output in seen:
             raise LatentpaintError(
-                f"{seen[job.output].image} and {job.image} would both be written to {output / job.output}"
+                f"{quoted(seen[job.output].image)} and {quoted(job.image)} would both be written to "
+                f"{quoted(output / job.output)}"
             )
         seen[job.output] = job
+    check_output_folder(output, "--output")
     written = [output / j.output for j in jobs if j.image is not None and j.mask is not None]
     inputs = [p for j in jobs for p in (j.image, j.mask)]
-    check_outputs(written, inputs, overwrite, where=output)
+    check_outputs(written, inputs, overwrite, where=output, flag="--output")
 
 
 # -- predict -------------------------------------------------------------------------------------------
@@ -264,16 +281,18 @@ def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
     from latentpaint.data.pairs import mask_owner
 
     if job.image is None:
-        raise LatentpaintError(f"mask {job.mask} has no image {mask_owner(job.mask)}.* next to it")
+        raise LatentpaintError(
+            f"mask {quoted(job.mask)} has no image {quoted(mask_owner(job.mask) + '.*')} next to it"
+        )
     if job.mask is None:
         raise LatentpaintError(
-            f"image {job.image} has no mask (LaMa naming: {job.image.stem}_mask*.* next to it; "
-            "IOPaint naming: the same name in --mask)"
+            f"image {quoted(job.image)} has no mask (LaMa naming: {quoted(job.image.stem + '_mask*.*')} next to "
+            "it; IOPaint naming: the same name in --mask)"
         )
     image, mask = load_rgb(job.image), load_mask(job.mask)
     if mask.shape != image.shape[:2]:
         if not resize_mask:
-            check_same_size(image, mask, f"mask {job.mask}", " (pass --resize-mask to resize it)")
+            check_same_size(image, mask, f"mask {quoted(job.mask)}", " (pass --resize-mask to resize it)")
         mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
     result = predict(image, mask)
     target = output / job.output
@@ -288,6 +307,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from latentpaint.devices import free_cached_memory, is_device_failure
+    from latentpaint.errors import one_line, os_error_text
 
     jobs = pair_inputs(args.input, args.mask)
     _check_outputs(jobs, args.output, args.overwrite)
@@ -299,7 +319,10 @@ def predict_command(args: argparse.Namespace) -> int:
             _run_job(job, predict, args.output, args.resize_mask)
         except (LatentpaintError, OSError, RuntimeError, cv2.error) as exc:
             failed += 1
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # ours whole (names in it are quoted), a library's first line (torch's and OpenCV's go on)
+            text = os_error_text(exc) if isinstance(exc, OSError) else str(exc).strip()
+            detail = one_line(text if isinstance(exc, LatentpaintError) else text.partition("\n")[0])
+            detail = detail or type(exc).__name__
             tqdm.write(f"latentpaint predict: failed: {detail}", file=sys.stderr)
             if is_device_failure(exc):  # every later file would fail the same way
                 failed += len(jobs) - done - 1
@@ -314,12 +337,11 @@ def predict_command(args: argparse.Namespace) -> int:
 # -- export --------------------------------------------------------------------------------------------
 def export_command(args: argparse.Namespace) -> int:
     """Runs `latentpaint export`."""
-    from latentpaint.files import check_outputs
+    from latentpaint.files import check_output_folder, check_outputs
     from latentpaint.inference.checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_network
 
     if args.format == "safetensors":
-        if args.out.is_file():
-            raise LatentpaintError(f"--out {args.out} is a file; safetensors export writes a folder")
+        check_output_folder(args.out, "--out")  # safetensors export writes a folder
         outputs = [args.out / WEIGHTS_NAME, args.out / CONFIG_NAME]
     else:
         default_name = "model.onnx" if args.format == "onnx" else "model.pt"

@@ -113,7 +113,9 @@ class Inpainter:
         return network_inputs(image, mask, self.multiple, self.device, channels_last=self.optimized)
 
     def predict_array(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) image + float (H, W) mask -> inpainted uint8 (H, W, 3)."""
+        """uint8 (H, W[, 3|4]) image + (H, W) mask -> inpainted uint8 (H, W, 3). The mask may be uint8
+        (0/255 or 0/1), bool or float: every level above 0 fills, as in `__call__`; both are checked."""
+        image, mask = to_rgb_array(image), to_mask_array(mask)
         check_same_size(image, mask)
         return inpaint_uint8(
             self.network, image, mask, self.device, channels_last=self.optimized, dtype=self.dtype
@@ -121,7 +123,7 @@ class Inpainter:
 
     def __call__(self, image, mask):
         """Inpaints `image` where `mask` > 0; PIL in -> PIL out, array in -> array out."""
-        result = self.predict_array(to_rgb_array(image), to_mask_array(mask))
+        result = self.predict_array(image, mask)
         return Image.fromarray(result) if isinstance(image, Image.Image) else result
 
     @torch.inference_mode()

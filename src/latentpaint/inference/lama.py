@@ -45,7 +45,7 @@ from typing import Any
 import torch
 import yaml
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.inference.build import network_from_config, plan_network
 from latentpaint.models.limits import check_generator_args
 from latentpaint.storage.pickled import (  # noqa: F401  (ForeignObject, raise_if_torchscript: old imports)
@@ -126,11 +126,13 @@ def generator_overrides(config: dict, source: Path) -> dict:
     """`InpaintingNetwork` keyword arguments for the `generator:` section of a LaMa training config."""
     gen = config.get("generator") if isinstance(config, dict) else None
     if not isinstance(gen, dict):
-        raise LatentpaintError(f"{source} has no generator: section (is it a LaMa training config?)")
+        raise LatentpaintError(f"{quoted(source)} has no generator: section (is it a LaMa training config?)")
     gen = _resolve(gen, config, ("generator",))
 
     def fail(problem: str) -> LatentpaintError:
-        return LatentpaintError(f"{source}: {problem}; only LaMa's ffc_resnet generators are supported")
+        return LatentpaintError(
+            f"{quoted(source)}: {problem}; only LaMa's ffc_resnet generators are supported"
+        )
 
     if gen.get("kind") != "ffc_resnet":
         raise fail(f"generator kind is {gen.get('kind')!r}")
@@ -192,7 +194,7 @@ def check_yaml_size(text: str, source: Path) -> None:
                 total += 1
                 if len(open_nodes) > MAX_YAML_DEPTH:
                     raise LatentpaintError(
-                        f"{source} nests more than {MAX_YAML_DEPTH} levels deep; it is not a LaMa config"
+                        f"{quoted(source)} nests more than {MAX_YAML_DEPTH} levels deep; it is not a LaMa config"
                     )
                 continue
             if isinstance(event, yaml.CollectionEndEvent):
@@ -211,11 +213,11 @@ def check_yaml_size(text: str, source: Path) -> None:
                 open_nodes[-1][1] += count
             if total > MAX_YAML_NODES:
                 raise LatentpaintError(
-                    f"{source} expands to more than {MAX_YAML_NODES:,} YAML nodes (aliases of aliases?); "
+                    f"{quoted(source)} expands to more than {MAX_YAML_NODES:,} YAML nodes (aliases of aliases?); "
                     "it is not a LaMa config"
                 )
     except yaml.YAMLError as exc:
-        raise LatentpaintError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise LatentpaintError(f"{quoted(source)} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
 def read_lama_config(path: str | Path) -> dict:
@@ -229,9 +231,9 @@ def read_lama_config(path: str | Path) -> dict:
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise LatentpaintError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise LatentpaintError(f"{quoted(path)} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(config, dict):
-        raise LatentpaintError(f"{path} does not hold a YAML mapping")
+        raise LatentpaintError(f"{quoted(path)} does not hold a YAML mapping")
     return config
 
 
@@ -251,14 +253,14 @@ def load_lama_folder(folder: str | Path):
     for required in (config_path, ckpt_path):
         if not required.is_file():
             raise LatentpaintError(
-                f"{folder} is not a LaMa folder: {required.relative_to(folder)} is missing"
+                f"{quoted(folder)} is not a LaMa folder: {required.relative_to(folder)} is missing"
             )
     model_config = lama_model_config(generator_overrides(read_lama_config(config_path), config_path))
     planned = plan_network(model_config, config_path)
     ckpt, _ = read_lightning_checkpoint(ckpt_path)
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
-        raise LatentpaintError(f"{ckpt_path} has no state_dict (is it a LaMa Lightning checkpoint?)")
+        raise LatentpaintError(f"{quoted(ckpt_path)} has no state_dict (is it a LaMa Lightning checkpoint?)")
     generator = generator_state(state, ckpt_path)
     check_state_shapes(planned.generator, shapes_of(generator), ckpt_path)
     network = network_from_config(model_config, source=config_path)
@@ -274,11 +276,11 @@ def generator_state(state: dict, source: Path) -> dict[str, torch.Tensor]:
         generator = dict(state)
     else:
         raise LatentpaintError(
-            f"{source} holds no LaMa generator weights (generator.model.* or model.* keys)"
+            f"{quoted(source)} holds no LaMa generator weights (generator.model.* or model.* keys)"
         )
     bad = next((k for k, v in generator.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:
-        raise LatentpaintError(f"{source}: generator weight {bad} is not a tensor")
+        raise LatentpaintError(f"{quoted(source)}: generator weight {bad} is not a tensor")
     return generator
 
 
@@ -294,7 +296,9 @@ def infer_generator_overrides(state: dict[str, torch.Tensor], source: Path) -> d
         return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
     def fail(problem: str) -> LatentpaintError:
-        return LatentpaintError(f"{source}: {problem}; it does not look like LaMa's FFCResNetGenerator")
+        return LatentpaintError(
+            f"{quoted(source)}: {problem}; it does not look like LaMa's FFCResNetGenerator"
+        )
 
     stem = shape("model.1.ffc.convl2l.weight")
     if stem is None or len(stem) != 4:
@@ -337,7 +341,7 @@ def load_lama_weights(ckpt: dict, path: str | Path):
     state = ckpt.get("state_dict") if isinstance(ckpt.get("state_dict"), dict) else ckpt
     if not any(isinstance(k, str) and k.startswith(("generator.model.", "model.")) for k in state):
         raise LatentpaintError(
-            f"{path} is neither a latentpaint training checkpoint (no config in its hyper_parameters) nor "
+            f"{quoted(path)} is neither a latentpaint training checkpoint (no config in its hyper_parameters) nor "
             "LaMa generator weights (no generator.model.* or model.* keys)"
         )
     generator = generator_state(state, path)

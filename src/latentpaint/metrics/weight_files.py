@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 
 def hub_checkpoints_dir() -> Path:
@@ -30,7 +30,7 @@ def missing_file_error(
 ) -> LatentpaintError:
     """The one-line error for a weight file that is in neither place we look."""
     folder = weights_dir if weights_dir is not None else hub_checkpoints_dir()
-    return LatentpaintError(f"{what} needs {filename}: download it from {url} into {folder}")
+    return LatentpaintError(f"{what} needs {filename}: download it from {url} into {quoted(folder)}")
 
 
 @contextlib.contextmanager

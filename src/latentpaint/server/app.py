@@ -16,7 +16,7 @@ import hashlib
 import io
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any, BinaryIO
 
@@ -36,6 +36,13 @@ from latentpaint.errors import LatentpaintError
 from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
 from latentpaint.server.hosts import host_name, request_refusal
+from latentpaint.server.uploads import (
+    BodyTooLarge,
+    ClientDisconnect,
+    client_gone,
+    human_bytes,
+    limited_receive,
+)
 
 # The most pixels the network sees at once; larger uploads go through crops or a resized copy. Measured
 # peak memory per megapixel of input on CPU (benchmarks in README "Reliability"): about 0.2 GB for the
@@ -95,35 +102,6 @@ UPLOAD_SCHEMA = {
         "422": {"description": "missing field, damaged image, or mask and image sizes differ"},
     },
 }
-
-
-class BodyTooLarge(Exception):
-    """Raised from inside the body stream once more bytes arrived than allowed."""
-
-
-def human_bytes(n: int) -> str:
-    """1536 -> '1.5 KB' (powers of 1024, as the --max-upload-mb flag)."""
-    for unit in ("bytes", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def limited_receive(receive: Callable[[], Awaitable[dict]], limit: int) -> Callable[[], Awaitable[dict]]:
-    """Wraps an ASGI `receive` so the body stream stops with `BodyTooLarge` after `limit` bytes."""
-    seen = 0
-
-    async def wrapped() -> dict:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge
-        return message
-
-    return wrapped
 
 
 def read_pair(image_file: BinaryIO, mask_file: BinaryIO, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,6 +229,7 @@ def create_app(
         docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN; ours is served below
         redoc_url=None,
     )
+    app.add_exception_handler(ClientDisconnect, client_gone)  # a client hanging up mid-upload: no traceback
     static = load_static()
     docs_html, docs_headers = docs_page(app.openapi_url, app.title)
     docs_assets = load_docs_assets()

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.storage.torchfile import damaged_checkpoint, ensure_dict, load_torch_file
 
 # callables the unpickler may return as themselves: they rebuild tensors and plain containers only
@@ -144,7 +144,7 @@ def read_lightning_checkpoint(path: str | Path) -> tuple[dict[str, Any], set[str
         )
     except _UnsafeGlobal as exc:
         raise LatentpaintError(
-            f"refusing to load {path}: it references {exc.name}, which is neither a tensor nor a "
+            f"refusing to load {quoted(path)}: it references {exc.name}, which is neither a tensor nor a "
             "Lightning/OmegaConf object and could run code when unpickled"
         ) from None
     except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
@@ -162,6 +162,6 @@ def raise_if_torchscript(path: str | Path) -> None:
         return
     if is_script:
         raise LatentpaintError(
-            f"{path} is a TorchScript program (like IOPaint's big-lama.pt), not a checkpoint; use the official "
+            f"{quoted(path)} is a TorchScript program (like IOPaint's big-lama.pt), not a checkpoint; use the official "
             "LaMa folder big-lama/ (config.yaml + models/best.ckpt) instead"
         )

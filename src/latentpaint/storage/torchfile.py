@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 
 # torch.save's pre-1.6 format starts with this number, pickled with protocol 2 (torch.serialization)
 _LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[:-1]  # without the STOP opcode
@@ -31,7 +31,7 @@ def refuse_plain_pickle(path: str | Path) -> None:
         return  # the loader's own error names the problem
     if head[:1] == b"\x80" and head != _LEGACY_MAGIC and not zipfile.is_zipfile(path):
         raise LatentpaintError(
-            f"{path} is a plain Python pickle, not a PyTorch checkpoint (torch.save) or safetensors file; "
+            f"{quoted(path)} is a plain Python pickle, not a PyTorch checkpoint (torch.save) or safetensors file; "
             "it is not loaded"
         )
 
@@ -51,9 +51,13 @@ def error_reason(exc: BaseException) -> str:
 
 def load_torch_file(path: str | Path) -> dict[str, Any]:
     """torch.load with weights_only=True and one-line errors for missing, truncated or unsafe files."""
+    from latentpaint.files import path_kind
+
     path = Path(path)
     if not path.is_file():
-        raise LatentpaintError(f"checkpoint {path} does not exist")
+        kind = path_kind(path)
+        what = "does not exist" if kind is None else f"is {kind}; expected a checkpoint file (.ckpt)"
+        raise LatentpaintError(f"checkpoint {quoted(path)} {what}")
     refuse_plain_pickle(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -61,10 +65,10 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if unsafe:
             raise LatentpaintError(
-                f"refusing to load {path}: it references {unsafe[1]}, which is neither a tensor nor a plain "
+                f"refusing to load {quoted(path)}: it references {unsafe[1]}, which is neither a tensor nor a plain "
                 "container and could run code when unpickled"
             ) from None
-        raise LatentpaintError(f"cannot read checkpoint {path}: {error_reason(exc)}") from None
+        raise LatentpaintError(f"cannot read checkpoint {quoted(path)}: {error_reason(exc)}") from None
     except Exception as exc:  # a damaged file fails anywhere in torch's reader: RuntimeError, KeyError, ...
         raise damaged_checkpoint(path, exc) from None
     return ensure_dict(data, path)
@@ -73,13 +77,13 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
 def damaged_checkpoint(path: Path, exc: Exception) -> LatentpaintError:
     """The one-line error for a file torch's reader chokes on."""
     return LatentpaintError(
-        f"cannot read checkpoint {path} (truncated or not a PyTorch file): {error_reason(exc)}"
+        f"cannot read checkpoint {quoted(path)} (truncated or not a PyTorch file): {error_reason(exc)}"
     )
 
 
 def ensure_dict(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise LatentpaintError(f"checkpoint {path} does not hold a dictionary of weights")
+        raise LatentpaintError(f"checkpoint {quoted(path)} does not hold a dictionary of weights")
     return data
 
 
@@ -89,7 +93,7 @@ def read_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str
     config = (ckpt.get("hyper_parameters") or {}).get("config")
     if not isinstance(config, dict) or "state_dict" not in ckpt:
         raise LatentpaintError(
-            f"{path} is not a latentpaint training checkpoint (no config or state_dict in it)"
+            f"{quoted(path)} is not a latentpaint training checkpoint (no config or state_dict in it)"
         )
     return config, ckpt["state_dict"]
 
@@ -98,15 +102,21 @@ MAX_CONFIG_BYTES = 1_000_000  # a release config.json or LaMa config.yaml is a f
 
 
 def read_config_text(path: Path) -> str:
-    """A small config file's text; a huge one is refused before it is read."""
+    """A small config file's text; a huge one is refused before it is read, and so is anything that is not a
+    regular file (a device or a pipe would be read forever)."""
+    from latentpaint.files import REGULAR, path_kind
+
+    kind = path_kind(path)
+    if kind not in (None, REGULAR):
+        raise LatentpaintError(f"{quoted(path)} is {kind}, not a config file")
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
             raise LatentpaintError(
-                f"{path} is {size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,} (is it the right file?)"
+                f"{quoted(path)} is {size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,} (is it the right file?)"
             )
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise LatentpaintError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LatentpaintError(f"cannot read {quoted(path)}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise LatentpaintError(f"{path} is not a UTF-8 text file") from None
+        raise LatentpaintError(f"{quoted(path)} is not a UTF-8 text file") from None

@@ -7,13 +7,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.options import integer
 
 if TYPE_CHECKING:
     from latentpaint.training.config import RunConfig
 
 STAGES = ("autoencoder", "inpainting")
+STAGE_NAMES = {"autoencoder": "stage-1 (autoencoder)", "inpainting": "stage-2 (inpainting)"}
+# what a run writes in place rather than through files.atomic_write (the config copy, Lightning's CSV log):
+# checked up front, since a pipe there would block the run
+IN_PLACE = ("config.yaml", "logs/metrics.csv", "logs/hparams.yaml")
 
 
 def register(subparsers) -> None:
@@ -92,6 +96,7 @@ def show_config(args: argparse.Namespace) -> int:
 def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | None]:
     """(config, run folder, checkpoint to resume from) for the parsed command line: the one place `train`
     reads its configuration."""
+    from latentpaint.files import REGULAR, check_output_file, check_output_folder, path_kind
     from latentpaint.storage.torchfile import read_training_checkpoint
     from latentpaint.training.callbacks import last_checkpoint
     from latentpaint.training.config import RunConfig, merge
@@ -104,8 +109,11 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | No
     flags = hardware(**{key: getattr(args, key) for key in HARDWARE})
     if args.resume:
         resume = last_checkpoint(out) if args.resume == "last" else Path(args.resume)
-        if not resume.is_file():
-            raise LatentpaintError(f"nothing to resume: no checkpoint {resume} yet")
+        kind = path_kind(resume)
+        if kind is None:
+            raise LatentpaintError(f"nothing to resume: no checkpoint {quoted(resume)} yet")
+        if kind != REGULAR:
+            raise LatentpaintError(f"--resume {quoted(resume)} is {kind}; expected a checkpoint file (.ckpt)")
         if args.resume != "last" and not args.out:
             out = resume.parent.parent
         # a checkpoint carries its run's configuration: resuming never depends on today's flags
@@ -113,7 +121,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | No
         try:  # checked like a preset, so another project's `config` hyperparameter is one clear error
             cfg = RunConfig.read(merge(saved, flags))
         except LatentpaintError as exc:
-            raise LatentpaintError(f"{resume} does not hold a latentpaint run config: {exc}") from None
+            raise LatentpaintError(
+                f"--resume {quoted(resume)} does not hold a latentpaint run config: {exc}"
+            ) from None
     else:
         sets = list(args.set)
         if args.autoencoder:
@@ -124,7 +134,18 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Path, Path | No
             sets.append(f"data.val={args.val_data}")
         cfg = load_preset(name, sets, flags)
     if (cfg.stage == "autoencoder") != (args.stage == "autoencoder"):
-        raise LatentpaintError(f"config {name!r} is a {cfg.stage} config, not for `train {args.stage}`")
+        found = STAGE_NAMES.get(cfg.stage, repr(cfg.stage))
+        if resume is not None:  # the checkpoint is at fault, not a --config that was never read
+            raise LatentpaintError(
+                f"--resume {quoted(resume)} is a {found} checkpoint; `train {args.stage}` resumes a "
+                f"{STAGE_NAMES[args.stage]} checkpoint"
+            )
+        raise LatentpaintError(
+            f"--config {quoted(name)} is a {found} preset; `train {args.stage}` needs a {STAGE_NAMES[args.stage]} one"
+        )
+    check_output_folder(out, "--out")
+    for written in IN_PLACE:
+        check_output_file(out / written, "--out")
     return cfg, out, resume
 
 

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from latentpaint.data.images import check_same_size, load_mask, load_rgb
+    from latentpaint.errors import quoted
     from latentpaint.files import check_outputs
     from latentpaint.models.apply import image_to_tensor, pad_to_multiple, tensor_to_image
     from latentpaint.models.damage import latent_damage, latent_repair
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size:
         image = cv2.resize(image, (args.size, args.size), interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, (args.size, args.size), interpolation=cv2.INTER_NEAREST)
-    check_same_size(image, mask, f"mask {args.mask}")
+    check_same_size(image, mask, f"mask {quoted(args.mask)}")
     h, w = mask.shape
     multiple = 2**network.generator.n_downsampling
     x = image_to_tensor(pad_to_multiple(image, multiple))
