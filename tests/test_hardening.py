@@ -1133,3 +1133,43 @@ def test_predict_array_takes_uint8_and_bool_masks():
     for bad_image, bad_mask in ((image.astype(np.float32), box), (image, box[None, None]), (image, box[:5])):
         with pytest.raises(LatentpaintError):
             inpainter.predict_array(bad_image, bad_mask)
+
+
+# -- 13. config files and --autoencoder, after the typed config (issue 21) came in ------------------------------
+def _not_a_file(kind: str, path: Path) -> Path:
+    """A named pipe, or a link to /dev/zero (read forever) or /dev/null: a config's would-be path."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero" if kind == "zero" else os.devnull)
+    return path
+
+
+@pytest.mark.timeout(60)  # before the fix a pipe without .yaml was "no config", with it no flag was named
+@pytest.mark.parametrize("kind", ["fifo", "zero", "null"])
+@pytest.mark.parametrize("name", ["run.yaml", "run"])
+@pytest.mark.parametrize("command", ["train", "config"])
+def test_a_config_that_is_not_a_file_is_refused_unread_naming_the_flag(command, name, kind, tmp_path, capsys):
+    path = _not_a_file(kind, tmp_path / name)
+    flag = {"train": "--config", "config": "--preset"}[command]
+    argv = ["train", "autoencoder", "--config", path, "--out", tmp_path / "out"]
+    result = run(capsys, *(argv if command == "train" else ["config", "--preset", path]))
+    assert_one_error(result, flag, repr(str(path)), "named pipe" if kind == "fifo" else "character device")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_read_is_bounded_whatever_stat_says(tmp_path, capsys, monkeypatch):
+    # /proc files report size 0: /proc/self/pagemap holds terabytes, so the read itself must stop at the
+    # limit (here lowered, and /proc/self/maps, so that a regression cannot eat the machine's memory)
+    from latentpaint.storage import torchfile
+
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("no /proc")
+    monkeypatch.setattr(torchfile, "MAX_CONFIG_BYTES", 64)
+    link = tmp_path / "run.yaml"
+    link.symlink_to("/proc/self/maps")
+    result = run(capsys, "train", "autoencoder", "--config", link, "--out", tmp_path / "out")
+    assert_one_error(result, "--config", repr(str(link)), "over 64 bytes")

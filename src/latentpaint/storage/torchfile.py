@@ -6,8 +6,10 @@ so none of them needs another's loader.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -101,22 +103,37 @@ def read_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str
 MAX_CONFIG_BYTES = 1_000_000  # a release config.json or LaMa config.yaml is a few kB
 
 
-def read_config_text(path: Path) -> str:
-    """A small config file's text; a huge one is refused before it is read, and so is anything that is not a
-    regular file (a device or a pipe would be read forever)."""
+def read_config_text(path: Path, name: str | None = None, what: str = "a model config") -> str:
+    """A small config file's text, read only if it is a regular file and never past `MAX_CONFIG_BYTES`.
+
+    Anything else is refused unread: a pipe would block the read, a device such as /dev/zero never end.
+    The open does not block either (a pipe swapped in after the check), and the read is bounded rather than
+    trusting the size `stat` reports, which is 0 for /proc files such as /proc/self/pagemap (terabytes).
+    `name`: how messages name the file (default: the quoted path); `what`: what it should be.
+    """
     from latentpaint.files import REGULAR, path_kind
 
+    name = name or quoted(path)
     kind = path_kind(path)
     if kind not in (None, REGULAR):
-        raise LatentpaintError(f"{quoted(path)} is {kind}, not a config file")
+        raise LatentpaintError(f"{name} is {kind}, not a config file")
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise LatentpaintError(
-                f"{quoted(path)} is {size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,} (is it the right file?)"
-            )
-        return path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise LatentpaintError(f"{name} is {path_kind(path)}, not a config file")
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise LatentpaintError(f"cannot read {quoted(path)}: {exc.strerror or exc}") from None
+        raise LatentpaintError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        over = info.st_size > MAX_CONFIG_BYTES  # a /proc file reports size 0 whatever it holds
+        size = f"{info.st_size:,} bytes" if over else f"over {MAX_CONFIG_BYTES:,} bytes"
+        raise LatentpaintError(
+            f"{name} is {size}; {what} is at most {MAX_CONFIG_BYTES:,} (is it the right file?)"
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise LatentpaintError(f"{quoted(path)} is not a UTF-8 text file") from None
+        raise LatentpaintError(f"{name} is not a UTF-8 text file") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # newlines as a text-mode read gives them

@@ -89,7 +89,8 @@ def show_config(args: argparse.Namespace) -> int:
             raise LatentpaintError("--set changes a preset; give it with --preset, not --schema")
         print(json.dumps(schema(), indent=2))
     else:
-        print(yaml.safe_dump(load_preset(args.preset, args.set).to_dict(), sort_keys=False), end="")
+        cfg = load_preset(args.preset, args.set, flag="--preset")
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
+from latentpaint.files import REGULAR, path_kind
 from latentpaint.storage.torchfile import read_config_text
 from latentpaint.training.config import RunConfig, merge, short
 
@@ -30,10 +31,12 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_preset(name_or_path: str, overrides: Iterable[str] = (), *updates: Mapping) -> RunConfig:
+def load_preset(
+    name_or_path: str, overrides: Iterable[str] = (), *updates: Mapping, flag: str = "--config"
+) -> RunConfig:
     """The preset (its `base:` chain resolved) with `--set`-style overrides on top, then `updates` (nested
-    mappings such as `hardware()`'s), checked once."""
-    data = _preset_data(name_or_path)
+    mappings such as `hardware()`'s), checked once. `flag`: the option that named the preset, for errors."""
+    data = _preset_data(name_or_path, flag=flag)
     for update in [*(parse_override(item) for item in overrides), *updates]:
         data = merge(data, update)
     return RunConfig.read(data)
@@ -44,29 +47,37 @@ def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
     return cfg.updated(*(parse_override(item) for item in overrides))
 
 
-def _preset_data(name_or_path: Any, chain: tuple[str, ...] = ()) -> dict:
+def _preset_data(name_or_path: Any, chain: tuple[str, ...] = (), flag: str = "--config") -> dict:
     """What the preset and its bases state, merged (nothing checked yet but the keys' names)."""
     if not isinstance(name_or_path, str) or not name_or_path:
         raise LatentpaintError(f"config base {short(name_or_path)} must be a preset name or a YAML path")
     path = Path(name_or_path)
+    # a path (never a preset's name) to something other than a file is refused unread: a pipe would block
+    given = f"config base {quoted(name_or_path)}" if chain else f"{flag} {quoted(name_or_path)}"
+    kind = path_kind(path) if path.suffix in (".yaml", ".yml") or "/" in name_or_path else None
+    if kind not in (None, REGULAR):
+        raise LatentpaintError(f"{given} is {kind}; expected a preset name or a YAML file")
     if path.suffix in (".yaml", ".yml") and path.exists():
         source = path
     else:
         source = Path(str(CONFIG_DIR / f"{path.stem if path.suffix else name_or_path}.yaml"))
         if not source.is_file():
             raise LatentpaintError(
-                f"no config {name_or_path!r}: give a YAML path or one of {', '.join(list_presets())}"
+                f"no config {quoted(name_or_path)}: give a YAML path or one of {', '.join(list_presets())}"
             )
     here = str(source.resolve())
     if here in chain:
-        raise LatentpaintError(f"config {name_or_path} is its own base: the base: chain loops")
+        raise LatentpaintError(f"config {quoted(name_or_path)} is its own base: the base: chain loops")
     if len(chain) >= MAX_BASE_CHAIN:
-        raise LatentpaintError(f"config {name_or_path}: base: chain longer than {MAX_BASE_CHAIN} files")
-    data = parse_yaml(read_config_text(source), f"config {source}")  # a file over 1 MB is not read
+        raise LatentpaintError(
+            f"config {quoted(name_or_path)}: base: chain longer than {MAX_BASE_CHAIN} files"
+        )
+    name = given if source == path else f"config {quoted(source)}"  # a file over 1 MB is not read
+    data = parse_yaml(read_config_text(source, name, "a preset"), f"config {quoted(source)}")
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise LatentpaintError(f"config {source} must be a mapping of keys to values")
+        raise LatentpaintError(f"config {quoted(source)} must be a mapping of keys to values")
     base = data.pop("base", None)
     return merge(_preset_data(base, (*chain, here)) if base else {}, data)
 
@@ -89,7 +100,7 @@ def parse_override(text: str) -> dict:
     name, _, value = text.partition("=")
     keys = name.strip().split(".")
     if "=" not in text or not all(keys):
-        raise LatentpaintError(f"override {text!r} must look like key.sub=value")
+        raise LatentpaintError(f"override {quoted(text)} must look like key.sub=value")
     update: Any = parse_yaml(value, f"the value of override {name.strip()}")
     for k in reversed(keys):
         update = {k: update}
