@@ -1173,3 +1173,16 @@ def test_a_config_read_is_bounded_whatever_stat_says(tmp_path, capsys, monkeypat
     link.symlink_to("/proc/self/maps")
     result = run(capsys, "train", "autoencoder", "--config", link, "--out", tmp_path / "out")
     assert_one_error(result, "--config", repr(str(link)), "over 64 bytes")
+
+
+@pytest.mark.timeout(60)  # before the fix save_config's write_text blocked on the pipe
+@pytest.mark.parametrize("kind", SPECIAL)
+def test_config_yaml_is_written_atomically_never_into_a_pipe_or_device(kind, tmp_path):
+    from latentpaint.errors import LatentpaintError
+    from latentpaint.training.presets import load_preset, save_config
+
+    target = _special(kind, tmp_path / "config.yaml")
+    with pytest.raises(LatentpaintError, match="not a regular file"):
+        save_config(load_preset("autoencoder"), target)
+    assert _still_special(kind, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left

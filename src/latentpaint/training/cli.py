@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 STAGES = ("autoencoder", "inpainting")
 STAGE_NAMES = {"autoencoder": "stage-1 (autoencoder)", "inpainting": "stage-2 (inpainting)"}
-# what a run writes in place rather than through files.atomic_write (the config copy, Lightning's CSV log):
-# checked up front, since a pipe there would block the run
+# what a run writes beside its checkpoints, checked up front: Lightning's CSV log is written in place (a pipe
+# there would block the run), and config.yaml, though written by files.atomic_write, only once the run starts
 IN_PLACE = ("config.yaml", "logs/metrics.csv", "logs/hparams.yaml")
 
 

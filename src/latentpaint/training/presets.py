@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from latentpaint.errors import LatentpaintError, quoted
-from latentpaint.files import REGULAR, path_kind
+from latentpaint.files import REGULAR, atomic_write, path_kind
 from latentpaint.storage.torchfile import read_config_text
 from latentpaint.training.config import RunConfig, merge, short
 
@@ -123,6 +123,7 @@ def hardware(**flags: Any) -> dict:
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
-    """The run's config.yaml: the plain dict (`RunConfig.to_dict`), readable without latentpaint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """The run's config.yaml: the plain dict (`RunConfig.to_dict`), readable without latentpaint; written
+    whole or not at all, never into a pipe or a device (`files.atomic_write`)."""
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
