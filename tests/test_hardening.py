@@ -1186,3 +1186,18 @@ def test_config_yaml_is_written_atomically_never_into_a_pipe_or_device(kind, tmp
         save_config(load_preset("autoencoder"), target)
     assert _still_special(kind, target)
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left
+
+
+@pytest.mark.timeout(120)  # before the fix the experiment's run blocked writing into the pipe
+@pytest.mark.parametrize("content", ["fifo", "a: [\n"])
+def test_an_experiment_run_config_is_read_only_if_a_regular_file(content, tmp_path, capsys):
+    # a resumable run folder's config.yaml, compared with today's settings: read bounded, never a pipe, and a
+    # broken one is a sentence naming it (it was "cannot parse YAML" naming nothing)
+    out = tmp_path / "exp"
+    path = out / "autoencoder" / "config.yaml"
+    if content == "fifo":
+        _special("fifo", path)
+    else:
+        write(path, content.encode())
+    result = run(capsys, "experiment", "table-5-1", "--steps", "1", "--out", out)
+    assert_one_error(result, repr(str(path)), "named pipe" if content == "fifo" else "YAML")

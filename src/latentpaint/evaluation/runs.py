@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentpaint.errors import LatentpaintError, quoted
-from latentpaint.files import finite_json, write_json_atomic
+from latentpaint.files import finite_json, path_kind, write_json_atomic
 
 if TYPE_CHECKING:
     from latentpaint.training.config import RunConfig
@@ -48,15 +48,17 @@ def config_differences(before: RunConfig, now: RunConfig, ignore: tuple[str, ...
 
 
 def _check_same_training(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
-    import yaml
-
+    from latentpaint.storage.torchfile import read_config_text
     from latentpaint.training.config import RunConfig
+    from latentpaint.training.presets import parse_yaml
 
     path = run_dir / "config.yaml"
-    if not path.is_file():
+    if path_kind(path) is None:
         return
-    # read like a checkpoint's config: keys an earlier version did not write take today's defaults
-    before = RunConfig.read(yaml.safe_load(path.read_text()), source=str(path))
+    # read like a checkpoint's config: keys an earlier version did not write take today's defaults; only a
+    # regular file, bounded, and a broken one is a sentence naming it
+    text = read_config_text(path)
+    before = RunConfig.read(parse_yaml(text, f"run config {quoted(path)}"), source=quoted(path))
     # an unfinished run may be given a larger step budget; a finished one is what it is
     changed = config_differences(before, cfg, () if finished else ("trainer.max_steps",))
     if changed:
