@@ -1201,3 +1201,30 @@ def test_an_experiment_run_config_is_read_only_if_a_regular_file(content, tmp_pa
         write(path, content.encode())
     result = run(capsys, "experiment", "table-5-1", "--steps", "1", "--out", out)
     assert_one_error(result, repr(str(path)), "named pipe" if content == "fifo" else "YAML")
+
+
+@pytest.mark.parametrize("given", ["stage-2", "device", "missing"])
+@pytest.mark.parametrize("command", ["train", "experiment"])
+def test_autoencoder_errors_name_the_flag(command, given, tmp_path, capsys):
+    import os
+
+    import torch
+
+    checkpoint = {"device": Path(os.devnull), "missing": tmp_path / "missing.ckpt"}.get(
+        given, tmp_path / "s2.ckpt"
+    )
+    torch.save(
+        {"hyper_parameters": {"config": {"stage": "inpainting"}}, "state_dict": {}}, tmp_path / "s2.ckpt"
+    )
+    data, out = tmp_path / "data", tmp_path / "out"
+    write(data / "a.png", _noise(40, 40))
+    argv = {
+        "train": ["train", "inpainting", "--autoencoder", checkpoint, "--data", data, "--out", out, "--set",
+                  "data.num_workers=0", "trainer.max_steps=1", "data.size=32"],
+        "experiment": ["experiment", "table-5-1", "--steps", "1", "--autoencoder", checkpoint, "--out", out],
+    }[command]  # fmt: skip
+    result = run(capsys, *argv)
+    words = {"stage-2": ["stage-2"], "device": ["character device"], "missing": ["does not exist"]}[given]
+    assert_one_error(result, "--autoencoder", repr(str(checkpoint)), "stage-1", *words)
+    if command == "train":
+        assert not out.exists()

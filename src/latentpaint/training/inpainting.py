@@ -13,7 +13,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
+from latentpaint.files import REGULAR, path_kind
 from latentpaint.losses import adversarial
 from latentpaint.losses.latent import latent_l1
 from latentpaint.losses.perceptual import PerceptualLoss
@@ -25,7 +26,7 @@ from latentpaint.models.network import InpaintingNetwork
 from latentpaint.models.refiner_init import REFINER_INITS
 from latentpaint.storage.state import load_state_strict, strip_prefix
 from latentpaint.storage.torchfile import read_training_checkpoint
-from latentpaint.training.config import LossConfig, ModelConfig, RunConfig
+from latentpaint.training.config import LossConfig, ModelConfig, RunConfig, short
 from latentpaint.training.optim import (
     OptimiserSettings,
     adam_with_schedule,
@@ -270,12 +271,18 @@ class InpaintingSystem(L.LightningModule):
 
 
 def load_autoencoder_state(path: str) -> dict:
-    """The stage-1 generator weights from a `latentpaint train autoencoder` checkpoint."""
+    """The stage-1 generator weights from a `latentpaint train autoencoder` checkpoint. Errors name
+    `--autoencoder`, the flag of `train inpainting` and `experiment` that gives it (config key `autoencoder`)."""
+    expected = "expected a stage-1 (autoencoder) checkpoint of `latentpaint train autoencoder`"
+    kind = path_kind(path)
+    if kind != REGULAR:
+        what = "does not exist" if kind is None else f"is {kind}"
+        raise LatentpaintError(f"--autoencoder {quoted(path)} {what}; {expected}")
     config, state = read_training_checkpoint(path)
-    if config.get("stage") != "autoencoder":
-        raise LatentpaintError(
-            f"{path} is not a stage-1 autoencoder checkpoint (stage: {config.get('stage')})"
-        )
+    stage = config.get("stage")
+    if stage != "autoencoder":
+        found = "a stage-2 (inpainting) checkpoint" if stage == "inpainting" else f"of stage {short(stage)}"
+        raise LatentpaintError(f"--autoencoder {quoted(path)} is {found}; {expected}")
     return strip_prefix(state, "generator.")
 
 
