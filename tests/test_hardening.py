@@ -4,8 +4,9 @@ Classes: data loss (an output replacing an input or an existing file), decoders 
 image content read wrongly, memory and time bombs from tiny files, tracebacks instead of one line, and a
 local server that talks to any web page. Round three: outputs that are device nodes or pipes, weights
 that are not floating point, names with a newline, ambiguous masks, tracebacks in the server log when a
-client hangs up, messages that blame the wrong argument, and `Inpainter.predict_array`'s masks. The
-helpers and the one-line/exit-code checks are the bad-input corpus' (tests/test_bad_input.py).
+client hangs up, messages that blame the wrong argument, `Inpainter.predict_array`'s masks, and config
+files and `--autoencoder` checkpoints that are not what they should be. The helpers and the
+one-line/exit-code checks are the bad-input corpus' (tests/test_bad_input.py).
 """
 
 from pathlib import Path
@@ -1158,6 +1159,16 @@ def test_a_config_that_is_not_a_file_is_refused_unread_naming_the_flag(command, 
     argv = ["train", "autoencoder", "--config", path, "--out", tmp_path / "out"]
     result = run(capsys, *(argv if command == "train" else ["config", "--preset", path]))
     assert_one_error(result, flag, repr(str(path)), "named pipe" if kind == "fifo" else "character device")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(60)  # before the fix a base without .yaml was "no config", with it "config base" unsaid
+@pytest.mark.parametrize("name", ["base.yaml", "base"])
+def test_a_config_base_that_is_not_a_file_is_named_as_the_base(name, tmp_path, capsys):
+    base = _not_a_file("fifo", tmp_path / name)
+    preset = write(tmp_path / "run.yaml", f"base: {base}\n".encode())
+    result = run(capsys, "train", "autoencoder", "--config", preset, "--out", tmp_path / "out")
+    assert_one_error(result, "config base", repr(str(base)), "named pipe")
     assert not (tmp_path / "out").exists()
 
 
