@@ -1,4 +1,6 @@
-"""`latentpaint predict`: LaMa and IOPaint pairing, OpenCV methods, per-file failures, mask sizes."""
+"""`latentpaint predict`: LaMa and IOPaint pairing, classical methods, per-file failures, mask sizes."""
+
+import sys
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from PIL import Image
 
 from latentpaint.cli import main
 from latentpaint.inference.checkpoints import save_release
+from latentpaint.inference.classical import CLASSICAL_METHODS, classical_fill
 from latentpaint.models.network import InpaintingNetwork
 
 
@@ -84,8 +87,8 @@ def test_iopaint_mask_folder_and_single_mask(tmp_path, model):
     _check(tmp_path / "o3" / "x.png", x, mx)
 
 
-@pytest.mark.parametrize("method", ["opencv-telea", "opencv-ns"])
-def test_opencv_methods_need_no_model(tmp_path, method):
+@pytest.mark.parametrize("method", list(CLASSICAL_METHODS))
+def test_classical_methods_need_no_model(tmp_path, method):
     image = _image(tmp_path / "in" / "p.png")
     mask = _mask(tmp_path / "in" / "p_mask000.png")
     assert (
@@ -93,6 +96,52 @@ def test_opencv_methods_need_no_model(tmp_path, method):
     )
     out = _check(tmp_path / "out" / "p_mask000.png", image, mask)
     assert not np.array_equal(out[mask], image[mask])
+    assert np.array_equal(out, classical_fill(image, mask.astype(np.float32), method))  # the API's result
+
+
+@pytest.mark.parametrize("method", ["opencv-shiftmap", "opencv-fsr", "patchmatch"])
+def test_texture_fills_on_a_folder_both_namings(tmp_path, method, capsys):
+    data, images, masks = tmp_path / "data", tmp_path / "images", tmp_path / "masks"
+    a = _image(data / "a.png")
+    a_masks = [_mask(data / "a_mask000.png"), _mask(data / "a_mask001.png", box=(0, 6, 0, 64))]
+    _image(data / "sub" / "b.jpg", seed=1)
+    b_mask = _mask(data / "sub" / "b_mask000.png")
+    assert predict("--method", method, "--input", data, "--output", tmp_path / "o1") == 0
+    _check(tmp_path / "o1" / "a_mask000.png", a, a_masks[0])
+    _check(tmp_path / "o1" / "a_mask001.png", a, a_masks[1])
+    _check(tmp_path / "o1" / "sub" / "b_mask000.png", np.asarray(Image.open(data / "sub" / "b.jpg")), b_mask)
+    assert "wrote 3 of 3" in capsys.readouterr().out
+    x = _image(images / "x.png", seed=2)
+    mx = _mask(masks / "x.png", box=(5, 40, 30, 60))
+    _image(images / "full.png", seed=3)
+    _mask(masks / "full.png", box=(0, 48, 0, 64))  # nothing known to copy texture from
+    (images / "y.png").write_bytes(b"not a png")
+    _mask(masks / "y.png")
+    assert predict("--method", method, "--input", images, "--mask", masks, "--output", tmp_path / "o2") == 1
+    _check(tmp_path / "o2" / "x.png", x, mx)
+    failures = [line for line in capsys.readouterr().err.splitlines() if "failed:" in line]
+    assert len(failures) == 2 and not (tmp_path / "o2" / "y.png").exists()
+    assert any("covers the whole image" in line and "full.png" in line for line in failures)
+    # the outputs exist now: replaced only with --overwrite
+    assert predict("--method", method, "--input", data, "--output", tmp_path / "o1") == 2
+    assert predict("--method", method, "--input", data, "--output", tmp_path / "o1", "--overwrite") == 0
+
+
+def test_missing_backend_is_one_line_naming_the_package(tmp_path, monkeypatch, capsys):
+    import cv2
+
+    _image(tmp_path / "in" / "p.png")
+    _mask(tmp_path / "in" / "p_mask000.png")
+    monkeypatch.delattr(cv2, "xphoto")
+    monkeypatch.setitem(sys.modules, "patchmatch_cython", None)
+    for method, package in [
+        ("opencv-fsr", "opencv-contrib-python-headless=="),
+        ("patchmatch", "patchmatch-cython"),
+    ]:
+        assert predict("--method", method, "--input", tmp_path / "in", "--output", tmp_path / "out") == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("latentpaint predict: error:") and "\n" not in err and package in err, err
+        assert not (tmp_path / "out").exists()  # failed before anything was written
 
 
 def test_failed_file_is_reported_and_others_written(tmp_path, model, capsys):

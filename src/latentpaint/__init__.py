@@ -12,7 +12,19 @@ def __getattr__(name: str):
         from latentpaint.inference.inpainter import Inpainter
 
         return Inpainter
+    if name in ("classical_inpaint", "CLASSICAL_METHODS"):  # OpenCV and PatchMatch fills, no model
+        from latentpaint.inference import classical
+
+        return getattr(classical, name)
     raise AttributeError(name)
 
 
-__all__ = ["Inpainter", "InpaintingNetwork", "LatentpaintError", "create_generator", "list_generators"]
+__all__ = [
+    "CLASSICAL_METHODS",
+    "Inpainter",
+    "InpaintingNetwork",
+    "LatentpaintError",
+    "classical_inpaint",
+    "create_generator",
+    "list_generators",
+]

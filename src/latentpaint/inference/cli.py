@@ -24,7 +24,9 @@ every level above 127, so that their compression noise is not filled):
   --input DIR --mask FILE  one mask for every image; output OUT/NAME.png.
   --input FILE             with --mask FILE, that mask (output OUT/NAME.png); without, the LaMa masks
                            NAME_mask.*, NAME_maskNNN.* next to it.
---hd-* and --refine apply to --method model; opencv-* inpaint the whole image (radius 3).
+--hd-* and --refine apply to --method model; the classical methods fill the whole image: OpenCV's
+Telea and Navier-Stokes (radius 3), and the texture fills opencv-shiftmap, opencv-fsr (OpenCV contrib's
+xphoto) and patchmatch (patchmatch-cython, seed 0), which take about a second or more per 256 px image.
 Outputs are PNG, written atomically; an existing file is replaced only with --overwrite, an input
 never. A file that fails is reported on one line and skipped; the others are still written, and the
 exit code is then 1.
@@ -39,12 +41,11 @@ Export a model (release folder, training checkpoint or official LaMa folder):
 ONNX and TorchScript files are checked against PyTorch (max abs difference <= 1e-4) before being written.
 """
 
-METHODS = ("model", "opencv-telea", "opencv-ns")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `predict` and `export` subcommands."""
     from latentpaint.files import add_overwrite_flag
+    from latentpaint.inference.classical import CLASSICAL_METHODS
     from latentpaint.inference.hd import CROP_MARGIN, CROP_TRIGGER_SIZE, RESIZE_LIMIT, STRATEGIES
     from latentpaint.options import MAX_SIDE, integer, side
 
@@ -102,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="BatchNorm folded + channels-last: faster, same result within 1e-4",
     )
-    p.add_argument("--method", choices=METHODS, default="model", help="default: model")
+    p.add_argument("--method", choices=["model", *CLASSICAL_METHODS], default="model", help="default: model")
     add_overwrite_flag(p)
     p.set_defaults(func=predict_command)
 
@@ -247,13 +248,13 @@ def _predictor(args: argparse.Namespace):
     from latentpaint.inference.hd import inpaint_hd
 
     if args.method != "model":
-        from latentpaint.inference.classical import opencv_inpaint
+        from latentpaint.inference.classical import fill_function
 
         if args.model is not None or args.refine or args.optimize or args.dtype != "fp32":
             raise LatentpaintError(
                 f"--method {args.method} uses no model; drop --model, --refine, --optimize and --dtype"
             )
-        return partial(opencv_inpaint, method=args.method.removeprefix("opencv-"))
+        return fill_function(args.method)  # a missing backend fails here, before anything is written
     if args.model is None:
         args.model = "default"  # the shipped CPU-recipe model (docs/quality.md)
     from latentpaint.devices import resolve_device
@@ -294,7 +295,10 @@ def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
         if not resize_mask:
             check_same_size(image, mask, f"mask {quoted(job.mask)}", " (pass --resize-mask to resize it)")
         mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    result = predict(image, mask)
+    try:
+        result = predict(image, mask)
+    except LatentpaintError as exc:  # say which file: the method's message cannot
+        raise LatentpaintError(f"{job.image} (mask {job.mask}): {exc}") from None
     target = output / job.output
     target.parent.mkdir(parents=True, exist_ok=True)
     save_image(target, result)
