@@ -196,6 +196,17 @@ def test_paint_undo_inpaint_twice_and_download(page, tmp_path):
     np.testing.assert_array_equal(second[outside_b], first[outside_b])
     assert (second != first).any()
 
+    # the same page with a classical fill: the server's list of methods, and the result names it
+    expect(page.locator("#method option")).to_have_count(6)
+    page.select_option("#method", "patchmatch")
+    c0, c1, _ = stroke(page, (0.1, 0.85), (0.4, 0.85))
+    page.click("#inpaint")
+    expect(page.locator("#result")).to_have_attribute("data-version", "3")
+    expect(page.locator("#status")).to_contain_text("Inpainted with PatchMatch (classical)")
+    third = download(page)
+    outside_c = distance_to_segment(c0, c1) > radius + 2
+    np.testing.assert_array_equal(third[outside_c], second[outside_c])
+
     page.screenshot(path="/tmp/latentpaint_page.png", full_page=True)
 
 
@@ -232,7 +243,7 @@ def test_drop_eraser_clear_and_server_errors(page):
         bodies.append((request.headers["content-type"], request.post_data_buffer))
         route.continue_()
 
-    page.route("**/api/inpaint", record)
+    page.route("**/api/inpaint?*", record)
     page.click("#inpaint")
     expect(page.locator("#status")).to_contain_text("not in a supported image format")
     expect(page.locator("#status")).to_have_class("error")

@@ -17,6 +17,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from latentpaint.inference.classical import CLASSICAL_METHODS, classical_inpaint  # noqa: E402
 from latentpaint.inference.inpainter import Inpainter  # noqa: E402
 from latentpaint.models.network import InpaintingNetwork  # noqa: E402
 from latentpaint.server import create_app  # noqa: E402
@@ -159,6 +160,39 @@ def test_inpaint_changes_only_the_mask(client, image, mask):
 def test_inpaint_matches_python_api(client, inpainter, image, mask):
     response = post(client, image=png(image), mask=png(mask))
     np.testing.assert_array_equal(decode(response.content), inpainter(image, mask))
+
+
+@pytest.mark.parametrize("method", list(CLASSICAL_METHODS))
+def test_inpaint_with_a_classical_method(client, image, mask, method):
+    response = post(client, f"/api/inpaint?method={method}", image=png(image), mask=png(mask))
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(decode(response.content), classical_inpaint(image, mask, method))
+
+
+def test_method_choice_in_health_page_and_schema(client):
+    methods = client.get("/api/health").json()["methods"]
+    assert [m["name"] for m in methods] == ["model", *CLASSICAL_METHODS]
+    assert all(m["unavailable"] is None and m["title"] for m in methods)
+    assert [m["title"] for m in methods[1:]] == [m.title for m in CLASSICAL_METHODS.values()]
+    assert 'id="method"' in client.get("/").text
+    (parameter,) = client.get("/openapi.json").json()["paths"]["/api/inpaint"]["post"]["parameters"]
+    assert parameter["name"] == "method" and parameter["schema"]["enum"] == ["model", *CLASSICAL_METHODS]
+
+
+def test_unknown_or_missing_method_is_one_sentence(client, image, mask, monkeypatch):
+    import cv2
+
+    response = post(client, "/api/inpaint?method=criminisi", image=png(image), mask=png(mask))
+    assert_error(response, 422)
+    assert "criminisi" in response.json()["detail"] and "opencv-fsr" in response.json()["detail"]
+    monkeypatch.delattr(cv2, "xphoto")
+    response = post(client, "/api/inpaint?method=opencv-shiftmap", image=png(image), mask=png(mask))
+    assert_error(response, 501)
+    assert "opencv-contrib-python-headless" in response.json()["detail"]
+    methods = {m["name"]: m["unavailable"] for m in client.get("/api/health").json()["methods"]}
+    assert "opencv-contrib-python-headless" in methods["opencv-fsr"] and methods["patchmatch"] is None
+    full = np.full((H, W), 255, np.uint8)  # nothing known to copy texture from
+    assert_error(post(client, "/api/inpaint?method=patchmatch", image=png(image), mask=png(full)), 422)
 
 
 def test_latent_damage(client, inpainter, image, mask):

@@ -33,9 +33,10 @@ from starlette.datastructures import UploadFile
 from latentpaint.data.images import check_same_size, read_image, read_mask
 from latentpaint.devices import free_cached_memory, is_device_failure
 from latentpaint.errors import LatentpaintError
-from latentpaint.inference.hd import inpaint_within, long_side_within, resize_long_side
+from latentpaint.inference.hd import long_side_within, resize_long_side
 from latentpaint.inference.inpainter import Inpainter
 from latentpaint.server.hosts import host_name, request_refusal
+from latentpaint.server.methods import METHOD_PARAMETER, inpaint_work, method_choices
 from latentpaint.server.uploads import (
     BodyTooLarge,
     ClientDisconnect,
@@ -346,14 +347,13 @@ def create_app(
                 "max_pixels": max_pixels,
                 "max_inference_pixels": max_inference_pixels,
             },
+            "methods": method_choices(),
         }
 
-    @app.post("/api/inpaint", response_class=Response, openapi_extra=UPLOAD_SCHEMA)
+    @app.post("/api/inpaint", response_class=Response, openapi_extra={**UPLOAD_SCHEMA, **METHOD_PARAMETER})
     async def inpaint(request: Request) -> Response:
-        """Fills the image where the mask is above 0; returns a PNG of the same size (RGB)."""
-        return await receive_pair(
-            request, lambda image, mask: inpaint_within(predict, image, mask, max_inference_pixels)
-        )
+        """Fills the image where the mask is above 0 (`?method=`: the model or a classical fill); a PNG (RGB)."""
+        return await receive_pair(request, inpaint_work(request, predict, max_inference_pixels))
 
     @app.post("/api/latent-damage", response_class=Response, openapi_extra=UPLOAD_SCHEMA)
     async def latent_damage(request: Request) -> Response:

@@ -15,7 +15,7 @@ const els = {
   damageToggle: $("damage-toggle"), status: $("status"), drop: $("drop"), wrap: $("canvas-wrap"),
   result: $("result"), canvas: $("canvas"), cursor: $("brush-cursor"), stage: $("stage"),
   damagePanel: $("damage-panel"), damage: $("damage"), damageEmpty: $("damage-empty"),
-  damageCaption: $("damage-caption"), modelInfo: $("model-info"),
+  damageCaption: $("damage-caption"), modelInfo: $("model-info"), method: $("method"),
 };
 const ctx = els.canvas.getContext("2d");
 
@@ -61,9 +61,23 @@ async function loadHealth() {
     const parts = [config.arch, config.mask_mode && `${config.mask_mode} mask`, config.delta && "delta"];
     parts.push(`${(parameters / 1e6).toFixed(2)} M parameters`, device);
     els.modelInfo.textContent = parts.filter(Boolean).join(" · ");
+    showMethods(health.methods || []);
   } catch (error) {
     setStatus(`Cannot reach the server: ${error.message}`, "error");
   }
+}
+
+function showMethods(methods) {
+  // the server's list: the model first, then the classical fills; one this server cannot run is shown
+  // disabled, its reason (the package to install) as the tooltip
+  els.method.replaceChildren(
+    ...methods.map(({ name, title, unavailable }) => {
+      const option = new Option(name === "model" ? title : `${title} (classical)`, name);
+      option.disabled = Boolean(unavailable);
+      if (unavailable) option.title = unavailable;
+      return option;
+    }),
+  );
 }
 
 async function postPair(path, mask) {
@@ -317,7 +331,8 @@ async function inpaint() {
   const before = state.image;
   try {
     const mask = await maskBlob();
-    const result = await postPair("/api/inpaint", mask);
+    const method = els.method.value;
+    const result = await postPair(`/api/inpaint?method=${encodeURIComponent(method)}`, mask);
     const stem = before.name.replace(/\.[^.]*$/, "").replace(/-inpainted$/, "") || "image";
     const name = `${stem}-inpainted.png`;
     if (!(await showImage(result, name))) throw new Error("the server's answer is not a readable image");
@@ -325,7 +340,8 @@ async function inpaint() {
     state.version += 1;
     els.result.dataset.version = String(state.version);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    setStatus(`Inpainted in ${seconds} s. Paint again to refine, or download the result.`, "ok");
+    const how = method === "model" ? "" : ` with ${els.method.selectedOptions[0].textContent}`;
+    setStatus(`Inpainted${how} in ${seconds} s. Paint again to refine, or download the result.`, "ok");
     if (els.damageToggle.checked) requestDamage(before, mask, "Latent damage of the mask just filled");
   } catch (error) {
     setStatus(`Inpainting failed: ${error.message}`, "error");
@@ -346,6 +362,7 @@ function updateButtons() {
   els.redo.disabled = !ready || !state.undone.length;
   els.clear.disabled = !ready || maskIsEmpty();
   els.inpaint.disabled = !ready;
+  els.method.disabled = state.busy;
 }
 
 // ---------------------------------------------------------------- latent damage
