@@ -12,7 +12,7 @@ import yaml
 
 from latentpaint.cli import main
 from latentpaint.data.images import save_image
-from latentpaint.evaluation.tables import PRESETS, TABLES
+from latentpaint.evaluation.tables import CLASSICAL, PRESETS, TABLES
 from latentpaint.inference.checkpoints import load_torch_file
 from latentpaint.training import runner
 from latentpaint.training.config import RunConfig
@@ -82,12 +82,14 @@ def test_table_5_1_end_to_end_then_skips_finished_runs_and_resumes_a_killed_one(
 
     report = (out / "report.md").read_text()
     rows = [line.split(" | ")[0].lstrip("| ") for line in report.splitlines() if line.startswith("| ")]
-    assert rows[1:7] == [*TABLE_5_1, "opencv-telea", "Run"]
+    assert rows[1:11] == [*TABLE_5_1, *CLASSICAL, "Run"]
+    assert "The best of them by FID is opencv-" in report
     assert "LPIPS ↓" in report and "SSIM convention: lama" in report and "Machine:" in report
     assert "(+" in report or "(-" in report  # % change against row 1
     summary = json.loads((out / "report.json").read_text())
     assert [row["preset"] for row in summary["rows"]] == list(TABLE_5_1)
-    for row in [*summary["rows"], summary["classical"]]:
+    assert [row["preset"] for row in summary["classical"]] == list(CLASSICAL)
+    for row in [*summary["rows"], *summary["classical"]]:
         for metric in ("ssim", "psnr", "fid"):
             assert isinstance(row["mean"][metric], float)
         assert row["mean"]["lpips"] is None  # not requested: the column says n/a
@@ -101,7 +103,7 @@ def test_table_5_1_end_to_end_then_skips_finished_runs_and_resumes_a_killed_one(
 
     # the same command again: nothing trains, nothing is re-evaluated, the report is rewritten
     markers = done_markers(out)
-    assert len(markers) == 6  # autoencoder, four rows, telea
+    assert len(markers) == 10  # autoencoder, four rows, five classical fills
     timing = (out / "pixel-alpha" / "seed0" / "timing.json").read_text()
     capsys.readouterr()
     with monkeypatch.context() as patch:
@@ -109,7 +111,7 @@ def test_table_5_1_end_to_end_then_skips_finished_runs_and_resumes_a_killed_one(
         start = time.perf_counter()
         assert main(argv) == 0
         rerun_s = time.perf_counter() - start
-    assert capsys.readouterr().out.count("done, skipped") == 6
+    assert capsys.readouterr().out.count("done, skipped") == 10
     assert done_markers(out) == markers
     assert (out / "pixel-alpha" / "seed0" / "timing.json").read_text() == timing
     assert rerun_s < first_s
@@ -207,7 +209,13 @@ def test_table_5_2_row_0_from_a_lama_folder_then_the_hint_without_it(data, tmp_p
     assert main([*argv, "--lama-folder", str(LAMA_FIXTURE)]) == 0
     report = (out / "report.md").read_text()
     table = [line.split(" | ")[0].lstrip("| ") for line in report.splitlines() if line.startswith("| ")]
-    assert table[1:5] == ["(0) LaMa, authors' checkpoint", "lama-full", "lama-full-framework", "opencv-telea"]
+    assert table[1:6] == [
+        "(0) LaMa, authors' checkpoint",
+        "lama-full",
+        "lama-full-framework",
+        "opencv-telea",
+        "opencv-ns",
+    ]
     summary = json.loads((out / "report.json").read_text())
     row = summary["lama_row"]
     assert row["folder"] == str(LAMA_FIXTURE.resolve())
@@ -227,6 +235,21 @@ def test_table_5_2_row_0_from_a_lama_folder_then_the_hint_without_it(data, tmp_p
         "add `--lama-folder big-lama/`" in line
         and json.loads((out / "report.json").read_text())["lama_row"] is None
     )
+
+
+def test_classical_rows_are_checked_before_training(data, tmp_path, capsys, monkeypatch):
+    import cv2
+
+    train_dir, eval_dir = data
+    base = ["experiment", "table-5-1", *FAST, "--seeds", "1", "--data", str(train_dir),
+            "--eval-data", str(eval_dir), "--out", str(tmp_path / "exp")]  # fmt: skip
+    assert main([*base, "--classical", "opencv-telea,criminisi"]) == 2
+    assert "--classical: unknown method 'criminisi'" in capsys.readouterr().err
+    monkeypatch.delattr(cv2, "xphoto")
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert "opencv-shiftmap: " in err and "opencv-contrib-python-headless" in err and "--classical" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "exp").exists()
 
 
 def test_lama_folder_is_checked_before_training(data, tmp_path, capsys):

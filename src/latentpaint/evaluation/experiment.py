@@ -18,7 +18,7 @@ from latentpaint.evaluation.figures import write_figures
 from latentpaint.evaluation.machine import machine
 from latentpaint.evaluation.report import LAMA_ROW_DIR, LAMA_ROW_NAME, lama_row, summarise, write_report
 from latentpaint.evaluation.runs import config_differences, now, run_once, timing
-from latentpaint.evaluation.tables import CLASSICAL, TABLES, describe
+from latentpaint.evaluation.tables import TABLES, describe
 
 if TYPE_CHECKING:
     from latentpaint.training.config import RunConfig
@@ -197,7 +197,7 @@ def train_rows(
     from latentpaint.training.validation import best_or_last
 
     table = TABLES[args.table]
-    total = len(table) * args.seeds + 1
+    total = len(table) * args.seeds
     runs: dict[str, list[dict]] = {}
     for i, preset in enumerate(table):
         runs[preset] = []
@@ -217,14 +217,19 @@ def train_rows(
     return runs
 
 
-def score_classical(args: argparse.Namespace, ev: Evaluation) -> dict:
-    """OpenCV Telea on the same masks, the floor row (nothing to train)."""
-    from latentpaint.inference.classical import opencv_inpaint
+def score_classical(args: argparse.Namespace, ev: Evaluation) -> dict[str, dict]:
+    """{method: record}: each classical fill of `--classical` on the same masks, the floor rows (nothing to
+    train; PatchMatch with seed 0), each in OUT/METHOD and skipped when done."""
+    from latentpaint.inference.classical import fill_function
 
-    run_dir = args.out / CLASSICAL
-    total = len(TABLES[args.table]) * args.seeds + 1
-    label = f"[{total}/{total}] {CLASSICAL}"
-    return run_once(run_dir, None, ev.settings, lambda _: ev.score(opencv_inpaint, run_dir), label)
+    records = {}
+    for k, name in enumerate(args.classical):
+        run_dir, label = args.out / name, f"[classical {k + 1}/{len(args.classical)}] {name}"
+        fill = fill_function(name)
+        records[name] = run_once(
+            run_dir, None, ev.settings, lambda _, f=fill, d=run_dir: ev.score(f, d), label
+        )
+    return records
 
 
 # --- the report -------------------------------------------------------------------------------------------
@@ -282,17 +287,19 @@ def _image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
-def table_rows(table: tuple[str, ...], runs: dict, telea: dict) -> tuple[list[dict], dict]:
-    """(one row per preset with mean/std/% change against row 1, the classical row)."""
+def table_rows(table: tuple[str, ...], runs: dict, classical: dict) -> tuple[list[dict], list[dict]]:
+    """(one row per preset with mean/std/% change against row 1, one row per classical fill)."""
     rows, baseline = [], None
     for preset in table:
         row = {"preset": preset, **describe(preset), "runs": runs[preset]}
         row.update(summarise(runs[preset], baseline))
         baseline = baseline or row["mean"]
         rows.append(row)
-    classical = {"preset": CLASSICAL, "runs": [{**telea, "dir": CLASSICAL}]}
-    classical.update(summarise(classical["runs"], baseline))
-    return rows, classical
+    floor = []
+    for name, record in classical.items():
+        floor.append({"preset": name, "runs": [{**record, "dir": name}]})
+        floor[-1].update(summarise(floor[-1]["runs"], baseline))
+    return rows, floor
 
 
 def setup(args: argparse.Namespace, configs: dict, ae: tuple[Path, str], dirs: tuple[Path, Path], ev) -> dict:
@@ -360,7 +367,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         "rows": rows,
         "lama_row": lama_row(lama_runs, rows[0]["mean"]),
         "classical": classical,
-        "figures": write_figures(args.out, table, configs, ev.pairs, eval_dir),
+        "figures": write_figures(args.out, table, configs, ev.pairs, eval_dir, args.classical),
     }
     write_report(args.out, report)
     print(f"wrote {args.out / 'report.md'} and report.json")

@@ -1,8 +1,8 @@
 """`latentpaint experiment table-5-1|table-5-2|appendix-a`: the thesis tables, rerun and reported.
 
 One stage-1 autoencoder is shared by every run. Each preset of the table trains with the same step budget
-once per seed, inpaints the evaluation set and is scored with MetricSuite, beside OpenCV Telea as the
-classical floor. The result is `<out>/report.md` + `report.json` with loss curves, a sample grid and the
+once per seed, inpaints the evaluation set and is scored with MetricSuite, beside the classical fills
+(OpenCV Telea, Navier-Stokes, shift-map, FSR; PatchMatch) as the floor. The result is `<out>/report.md` + `report.json` with loss curves, a sample grid and the
 latent damage map. table-5-2 also has row (0), the authors' LaMa checkpoint scored on the same set
 (`--lama-folder big-lama/`). Every run leaves a `done.json`, so the same command after a kill skips
 finished runs and resumes an unfinished one from its last checkpoint.
@@ -14,7 +14,8 @@ import argparse
 from pathlib import Path
 
 from latentpaint.errors import LatentpaintError, quoted
-from latentpaint.evaluation.tables import TABLES, TITLES
+from latentpaint.evaluation.tables import CLASSICAL, TABLES, TITLES
+from latentpaint.inference.classical import missing_backend
 from latentpaint.options import integer, side
 
 
@@ -73,6 +74,10 @@ def register(subparsers) -> None:
         "--lama-folder", type=Path, metavar="DIR", help="table-5-2 only: the official LaMa folder (big-lama/ "
         "with config.yaml + models/best.ckpt), evaluated on the same set as row (0), the authors' checkpoint",
     )  # fmt: skip
+    p.add_argument(
+        "--classical", type=_names, default=CLASSICAL, metavar="NAME,...",
+        help=f"classical floor rows, scored on the same masks (default: all: {','.join(CLASSICAL)})",
+    )  # fmt: skip
     p.add_argument("--accelerator", help="cpu, gpu, auto, ... (Lightning)")
     p.add_argument("--devices", help="number of devices or 'auto' (Lightning)")
     p.add_argument(
@@ -80,6 +85,10 @@ def register(subparsers) -> None:
         help="config overrides for every run, e.g. loss.perceptual=0 (reported)",
     )  # fmt: skip
     p.set_defaults(func=run)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
 
 
 def check(args: argparse.Namespace) -> None:
@@ -102,6 +111,13 @@ def check(args: argparse.Namespace) -> None:
         raise LatentpaintError(
             f"--lama-folder adds row (0) of table-5-2 (the authors' checkpoint); {args.table} has no such row"
         )
+    for name in args.classical:  # an unknown name or a missing library fails now, not after the training
+        if name not in CLASSICAL:
+            raise LatentpaintError(
+                f"--classical: unknown method {name!r}; choose from {', '.join(CLASSICAL)}"
+            )
+        if (why := missing_backend(name)) is not None:
+            raise LatentpaintError(f"{why}; or leave it out with --classical")
     if args.autoencoder is not None and args.autoencoder_steps is not None:
         raise LatentpaintError(
             "give --autoencoder (reuse a checkpoint) or --autoencoder-steps (train one), not both"

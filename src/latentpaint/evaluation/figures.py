@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentpaint.evaluation.report import SAMPLE_ROWS
-from latentpaint.evaluation.tables import CLASSICAL, loss_curve_key
+from latentpaint.evaluation.tables import loss_curve_key
 
 
 def _masked(image, mask):
@@ -14,9 +14,11 @@ def _masked(image, mask):
     return (image * (1 - mask[..., None])).astype(np.uint8)
 
 
-def write_figures(out: Path, table: tuple[str, ...], configs: dict, pairs: list, eval_dir: Path) -> dict:
-    """loss_curves.png, samples.png and latent_damage.png beside the report (`configs`: {preset: RunConfig});
-    returns their names."""
+def write_figures(
+    out: Path, table: tuple[str, ...], configs: dict, pairs: list, eval_dir: Path, classical: tuple[str, ...]
+) -> dict:
+    """loss_curves.png, samples.png (rows, then the `classical` fills) and latent_damage.png beside the
+    report (`configs`: {preset: RunConfig}); returns their names."""
     from latentpaint.data.images import load_mask, load_rgb
     from latentpaint.inference.checkpoints import load_training_network
     from latentpaint.inference.inpainter import Inpainter
@@ -38,9 +40,10 @@ def write_figures(out: Path, table: tuple[str, ...], configs: dict, pairs: list,
         image, mask = load_rgb(image_path), load_mask(mask_path)
         name = mask_path.relative_to(eval_dir).with_suffix(".png")
         outputs = [load_rgb(out / p / "seed0" / "predictions" / name) for p in table]
-        rows.append([_masked(image, mask), *outputs, load_rgb(out / CLASSICAL / "predictions" / name), image])
+        floor = [load_rgb(out / method / "predictions" / name) for method in classical]
+        rows.append([_masked(image, mask), *outputs, *floor, image])
         labels.append(name.stem)
-    image_grid(rows, ["masked input", *table, CLASSICAL, "ground truth"], out / "samples.png", labels)
+    image_grid(rows, ["masked input", *table, *classical, "ground truth"], out / "samples.png", labels)
 
     image_path, mask_path = pairs[0]
     image, mask = load_rgb(image_path), load_mask(mask_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentpaint.evaluation.machine import describe_machine
-from latentpaint.evaluation.tables import CLASSICAL, TITLES
+from latentpaint.evaluation.tables import TITLES
 
 # (key, markdown header, format, higher is better); train time and step time are lower-is-better
 QUANTITIES = (
@@ -106,15 +106,17 @@ def _table(report: dict) -> list[str]:
         cells = [row["preset"], row["loss"], row["encoder_decoder"], row["mask"]]
         cells += [_cell(row, key, fmt, i == 0) for key, _, fmt, _ in QUANTITIES]
         lines.append("| " + " | ".join(cells) + " |")
-    cells = [CLASSICAL, "—", "—", "—", "—", "—"]
-    cells += [_cell(report["classical"], key, fmt, False) for key, _, fmt, _ in QUANTITIES[2:]]
-    lines.append("| " + " | ".join(cells) + " |")
+    for row in report["classical"]:
+        cells = [row["preset"], "classical, no training", "—", "—", "—", "—"]
+        cells += [_cell(row, key, fmt, False) for key, _, fmt, _ in QUANTITIES[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
     seeds = ", ".join(map(str, s["seeds"]))
     lines += [
         "",
         f"Mean ± sample std over {len(s['seeds'])} seed(s) ({seeds}); a single seed has no std. "
         f"(±x%): change of the mean against row 1 ({rows[0]['preset']}), for every column including train "
-        f"time. {CLASSICAL} is OpenCV's Telea inpainting on the same masks: the floor any learned model must beat.",
+        "time.",
+        *_floor_sentence(report["classical"]),
     ]
     unavailable = report["metrics"]["unavailable"]
     skipped = [m.upper() for m in METRIC_NAMES if m not in report["metrics"]["requested"]]
@@ -126,6 +128,23 @@ def _table(report: dict) -> list[str]:
             f"- {', '.join(skipped)}: n/a, not requested (--metrics {','.join(report['metrics']['requested'])})"
         )
     return lines
+
+
+def _floor_sentence(classical: list[dict]) -> list[str]:
+    """What the classical rows are, and the best of them by FID: the floor any learned model must beat."""
+    if not classical:
+        return []
+    names = ", ".join(row["preset"] for row in classical)
+    text = (
+        f"The classical rows ({names}: OpenCV's diffusion fills, xphoto's shift-map and FSR fast, "
+        "PatchMatch with seed 0; inference/classical.py) fill the same masks without training: the floor "
+        "any learned model must beat."
+    )
+    scored = [row for row in classical if row["mean"].get("fid") is not None]
+    if scored:
+        best = min(scored, key=lambda row: row["mean"]["fid"])
+        text += f" The best of them by FID is {best['preset']} ({best['mean']['fid']:.2f})."
+    return [text]
 
 
 def _setup(report: dict) -> list[str]:
@@ -201,11 +220,12 @@ def _runs(report: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lama, classical = report.get("lama_row"), report["classical"]
-    for row in [*([lama] if lama else []), *report["rows"], classical]:
+    trained = [(row, False) for row in report["rows"]]
+    for row, untrained in [*([(lama, True)] if lama else []), *trained, *((c, True) for c in classical)]:
         for r in row["runs"]:
             v = _values(r)
             cells = ["n/a" if v[k] is None else fmt.format(v[k]) for k, _, fmt, _ in QUANTITIES]
-            if row is classical or row is lama:
+            if untrained:
                 cells[:2] = ["—", "—"]  # nothing trained
             steps = (r.get("timing") or {}).get("steps", "—")
             resumed = f" (resumed at step {r['resumed_from_step']})" if r.get("resumed_from_step") else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latentpaint.inference.classical import CLASSICAL_METHODS
+
 # the rows of each table, in the thesis' order; row 1 is the baseline the % changes refer to
 TABLES: dict[str, tuple[str, ...]] = {
     "table-5-1": ("pixel-alpha", "pixel-control", "latent-alpha", "latent-control"),
@@ -15,7 +17,8 @@ TITLES = {
     "table-5-2": "Table 5.2: LaMa's full loss on the alpha-mask generator vs inside the framework",
     "appendix-a": "Appendix A: a delta refiner with the latent loss (vs plain latent-control) and with the pixel loss",
 }
-CLASSICAL = "opencv-telea"
+# the classical floor rows (`--classical`, default all): every fill of the registry, nothing to train
+CLASSICAL = tuple(CLASSICAL_METHODS)
 
 # metrics.csv columns of the losses a run optimises
 PIXEL_L1 = ("train/l1", "pixel L1")
