@@ -148,3 +148,20 @@ def test_the_installed_opencv_has_xphoto_and_albumentations_still_imports():
         64,
         3,
     )
+
+
+def test_demo_compares_with_every_classical_fill_it_can_run(monkeypatch, capsys):
+    from latentpaint.demo import available_classical, verdicts
+
+    assert available_classical() == list(CLASSICAL_METHODS)
+    scores = {"this run": [(20.0, 0.80)], "opencv-telea": [(19.0, 0.81)], "opencv-fsr": [(21.0, 0.79)]}
+    scores["patchmatch"] = [(18.0, 0.70)]
+    (line,) = verdicts(scores, ["this run"])
+    assert "opencv-telea (SSIM lower)" in line and "opencv-fsr (PSNR lower)" in line
+    assert "patchmatch" not in line
+    (line,) = verdicts({**scores, "this run": [(30.0, 0.9)]}, ["this run"])
+    assert "better than every classical fill" in line
+    monkeypatch.delattr(cv2, "xphoto")
+    assert available_classical() == ["opencv-telea", "opencv-ns", "patchmatch"]
+    notes = capsys.readouterr().out.splitlines()
+    assert len(notes) == 2 and all("opencv-contrib-python-headless" in n for n in notes)

@@ -2,9 +2,11 @@
 
 Pre-trains the autoencoder and trains the refiner (frozen E/D + mask control, RECIPE below) with the
 CPU recipe's presets (`recipe-autoencoder`, `recipe`) at a demo budget, inpaints held-back crops and
-writes pictures, loss curves and a summary with honest numbers: OpenCV's Telea inpainting and the
-shipped default model (the same recipe at its full budget, docs/quality.md) beside the short run, and
-a plain statement wherever a learned result is worse than OpenCV.
+writes pictures, loss curves and a summary with honest numbers: every classical fill of
+inference/classical.py (OpenCV Telea and Navier-Stokes, the texture fills shift-map, FSR and PatchMatch;
+together about a second on the two crops) and the shipped default model (the same recipe at its full
+budget, docs/quality.md) beside the short run, and a plain statement wherever a learned result is worse
+than a classical fill.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from latentpaint.data.images import save_image
     from latentpaint.inference.checkpoints import load_training_network, save_release
-    from latentpaint.inference.classical import opencv_inpaint
+    from latentpaint.inference.classical import CLASSICAL_METHODS, classical_fill
     from latentpaint.inference.inpainter import Inpainter
     from latentpaint.metrics.suite import psnr, ssim
     from latentpaint.models.apply import image_to_tensor
@@ -84,31 +86,36 @@ def run(args: argparse.Namespace) -> int:
     lc_ckpt = train(lc_cfg, out / "runs" / "recipe")
     t2 = time.perf_counter()
 
-    print(f"[3/3] inpainting {len(held_out)} held-back crops")
+    classical = available_classical()
+    print(f"[3/3] inpainting {len(held_out)} held-back crops, beside {', '.join(classical)}")
     network = load_training_network(lc_ckpt)
     save_release(network, out / "model", preset="recipe", source=str(lc_ckpt))
     inpainter = Inpainter(network)
     shipped = shipped_inpainter()
     this_run = f"this run ({args.steps} steps)"
-    rows, scores = [], {this_run: [], "opencv-telea": []}
-    if shipped is not None:
-        scores["shipped default model"] = []
+    learned_names = [this_run] + (["shipped default model"] if shipped else [])
+    rows, scores = [], {label: [] for label in [*learned_names, *classical]}
+    fill_s = dict.fromkeys(classical, 0.0)
     for name, crop, mask in held_out:
         result = inpainter(crop, mask)
-        telea = opencv_inpaint(crop, mask, method="telea")
+        fills = {}
+        for method in classical:
+            start = time.perf_counter()
+            fills[method] = classical_fill(crop, mask, method)
+            fill_s[method] += time.perf_counter() - start
         damage = inpainter.latent_damage(crop, mask)
         masked = (crop * (1 - mask[..., None])).astype(np.uint8)
         learned = [(this_run, result)] + ([("shipped default model", shipped(crop, mask))] if shipped else [])
         for suffix, image in (("input", masked), ("mask", (mask * 255).astype(np.uint8)), ("result", result),
-                              ("telea", telea), ("latent_damage", damage), ("original", crop)):  # fmt: skip
+                              *fills.items(), ("latent_damage", damage), ("original", crop)):  # fmt: skip
             save_image(out / "results" / f"{name}_{suffix}.png", image)
-        rows.append([masked, *(image for _, image in learned), telea, damage, crop])
+        rows.append([masked, *(image for _, image in learned), *fills.values(), damage, crop])
         target = image_to_tensor(crop)
-        for label, image in (*learned, ("opencv-telea", telea)):
+        for label, image in (*learned, *fills.items()):
             pred = image_to_tensor(image)
             scores[label].append((float(psnr(pred, target)[0]), float(ssim(pred, target)[0])))
     columns = ["masked input", this_run] + (["shipped model"] if shipped else [])
-    columns += ["OpenCV Telea", "D(E(gt)-E(masked))", "ground truth"]
+    columns += [CLASSICAL_METHODS[m].title for m in classical] + ["D(E(gt)-E(masked))", "ground truth"]
     image_grid(rows, columns, out / "samples.png", row_labels=[n for n, _, _ in held_out])
     plot_loss_curves(
         {
@@ -117,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         },
         out / "loss_curves.png",
     )
-    write_summary(out, args, scores, {"autoencoder_s": t1 - t0, "recipe_s": t2 - t1})
+    times = {"autoencoder_s": t1 - t0, "recipe_s": t2 - t1, "classical_s": fill_s}
+    write_summary(out, args, scores, times, learned_names)
     print((out / "summary.md").read_text())
     return 0
 
@@ -134,8 +142,22 @@ def shipped_inpainter():
         return None
 
 
-def verdicts(scores: dict) -> list[str]:
-    """One sentence per learned method saying plainly whether it beats OpenCV Telea here."""
+def available_classical() -> list[str]:
+    """The classical fills this installation can run; a missing one is left out with a note naming its package."""
+    from latentpaint.inference.classical import CLASSICAL_METHODS, missing_backend
+
+    names = []
+    for name in CLASSICAL_METHODS:
+        why = missing_backend(name)
+        if why is None:
+            names.append(name)
+        else:
+            print(f"note: left out of the comparison: {why}")
+    return names
+
+
+def verdicts(scores: dict, learned: list[str]) -> list[str]:
+    """One sentence per learned method saying plainly which classical fills it beats here and which not."""
     from latentpaint.evaluation.classical import worse_metrics
 
     def means(values: list) -> dict[str, float]:
@@ -144,18 +166,16 @@ def verdicts(scores: dict) -> list[str]:
             "ssim": float(np.mean([v[1] for v in values])),
         }
 
-    telea = means(scores["opencv-telea"])
+    classical = {label: means(values) for label, values in scores.items() if label not in learned}
     lines = []
-    for label, values in scores.items():
-        if label == "opencv-telea":
-            continue
-        worse = worse_metrics(means(values), telea)
-        if worse:
-            lines.append(
-                f"- {label}: **worse than OpenCV Telea** on these crops ({' and '.join(worse)} lower)."
-            )
+    for label in learned:
+        ours = means(scores[label])
+        worse = {name: worse_metrics(ours, theirs) for name, theirs in classical.items()}
+        lost = [f"{name} ({' and '.join(w)} lower)" for name, w in worse.items() if w]
+        if lost:
+            lines.append(f"- {label}: **worse than** {', '.join(lost)} on these crops.")
         else:
-            lines.append(f"- {label}: better than OpenCV Telea on these crops (PSNR and SSIM).")
+            lines.append(f"- {label}: better than every classical fill on these crops (PSNR and SSIM).")
     return lines
 
 
@@ -183,7 +203,7 @@ def shipped_heldout_verdict() -> list[str]:
     return ["", f"Two crops are not a benchmark: {where} better than OpenCV Telea (SSIM, PSNR, FID)."]
 
 
-def write_summary(out: Path, args: argparse.Namespace, scores: dict, times: dict) -> None:
+def write_summary(out: Path, args: argparse.Namespace, scores: dict, times: dict, learned: list[str]) -> None:
     import torch
 
     lines = [
@@ -197,13 +217,19 @@ def write_summary(out: Path, args: argparse.Namespace, scores: dict, times: dict
         "",
         f"Held-out crops ({', '.join(HELD_OUT)}; thick_256 masks scaled to {args.size} px), whole-image scores:",
         "",
-        "| method | PSNR (dB) | SSIM (LaMa convention) |",
-        "|---|---|---|",
+        "| method | PSNR (dB) | SSIM (LaMa convention) | fill time (s, all crops) |",
+        "|---|---|---|---|",
     ]
     for label, values in scores.items():
         p, s = np.mean([v[0] for v in values]), np.mean([v[1] for v in values])
-        lines.append(f"| {label} | {p:.2f} | {s:.4f} |")
-    lines += ["", *verdicts(scores)]
+        seconds = times["classical_s"].get(label)
+        lines.append(f"| {label} | {p:.2f} | {s:.4f} | {'–' if seconds is None else f'{seconds:.2f}'} |")
+    lines += ["", *verdicts(scores, learned)]
+    lines += [
+        "",
+        "PSNR and SSIM reward a smooth fill and cannot see texture: compare the columns of `samples.png`, and",
+        "FID on a held-out set (`python benchmarks/quality.py`) for the texture fills (shift-map, FSR, PatchMatch).",
+    ]
     lines += shipped_heldout_verdict()
     lines += [
         "",
