@@ -60,7 +60,7 @@ def main() -> int:
     paths = quality.heldout_photos([args.photos / "heldout"] + [Path(d) for d in quality.WALLPAPERS])
     _, images, masks = quality.heldout_crops(paths, 256, args.crops, 0)
     network = load_network(args.checkpoint).eval()
-    rows = {"OpenCV Telea": quality.fill_with_opencv("telea", images, masks)}
+    rows = {"OpenCV Telea": quality.fill_with_classical("opencv-telea", images, masks)[0]}
     rows.update(fills(network, images, masks))
     print(f"{machine()}; {len(images)} crops, prefill {network.prefill}")
     for name, filled in rows.items():

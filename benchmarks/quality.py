@@ -1,4 +1,4 @@
-"""Quality of the CPU recipe: train it at a given budget, score it on held-out photos against OpenCV.
+"""Quality of the CPU recipe: train it at a given budget, score it on held-out photos against every classical fill.
 
     python benchmarks/quality.py --out runs/quality                  # the recipe as shipped (about 1 h, 2 cores)
     python benchmarks/quality.py --out runs/q --ae-steps 200 --steps 200   # a smoke run
@@ -9,8 +9,10 @@
 3. Held-out evaluation at 256 px with LaMa's thick_256 masks: `--crops` crops per held-out photo from
    (a) the held-out scenes of step 1 and (b) every photo under `--heldout` folders. The default `--heldout`
    are desktop-wallpaper packages (Debian: mate-backgrounds, ukui-wallpapers), which no training source
-   uses. OpenCV Telea and Navier-Stokes fill the same holes. SSIM (LaMa convention), PSNR, FID
-   (fid-helper Inception) and LPIPS when `--weights-dir` holds the VGG file.
+   uses. Every classical fill of inference/classical.py fills the same holes (`--classical`, default all:
+   OpenCV Telea, Navier-Stokes, xphoto's shift-map and FSR fast, PatchMatch with seed 0). SSIM (LaMa
+   convention), PSNR, FID (fid-helper Inception) and LPIPS when `--weights-dir` holds the VGG file, and the
+   seconds per image of each fill (models: the whole forward pass, one image at a time).
 Writes OUT/quality.json and OUT/quality.md (+ a sample grid) and prints the table with the machine.
 """
 
@@ -25,6 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+
+from latentpaint.errors import LatentpaintError
+from latentpaint.inference.classical import CLASSICAL_METHODS, require_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
@@ -90,12 +95,19 @@ def score(fills: np.ndarray, images: np.ndarray, masks: np.ndarray, weights_dir:
     return {k: total[k] for k in ("ssim", "psnr", "fid", "lpips") if k in total}
 
 
-def fill_with_model(checkpoint: Path, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def fill_with_model(checkpoint: Path, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
+    """(filled images, seconds per image)."""
     from latentpaint.inference.checkpoints import load_network
     from latentpaint.inference.inpainter import Inpainter
 
-    inpainter = Inpainter(load_network(checkpoint))
-    return np.stack([inpainter.predict_array(i, m) for i, m in zip(images, masks)])
+    return timed(Inpainter(load_network(checkpoint)).predict_array, images, masks)
+
+
+def timed(fill, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
+    """(`fill` of every image, wall seconds per image)."""
+    start = time.perf_counter()
+    filled = np.stack([fill(i, m) for i, m in zip(images, masks)])
+    return filled, (time.perf_counter() - start) / max(1, len(images))
 
 
 @torch.no_grad()
@@ -116,10 +128,11 @@ def autoencoder_psnr(checkpoint: Path, images: np.ndarray) -> float:
     return float(torch.cat(values).mean())
 
 
-def fill_with_opencv(method: str, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    from latentpaint.inference.classical import opencv_inpaint
+def fill_with_classical(method: str, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
+    """(filled images, seconds per image) of a classical method of the registry (e.g. "opencv-fsr")."""
+    from latentpaint.inference.classical import fill_function
 
-    return np.stack([opencv_inpaint(i, m, method) for i, m in zip(images, masks)])
+    return timed(fill_function(method), images, masks)
 
 
 def train_recipe(args, photos: Path) -> dict[str, Path]:
@@ -185,9 +198,21 @@ def main() -> int:
     p.add_argument(
         "--model", action="append", default=[], help="also score this model (release/ckpt), repeatable"
     )
+    p.add_argument(
+        "--classical", default=",".join(CLASSICAL_METHODS),
+        help=f"classical fills to score, comma-separated (default: all: {','.join(CLASSICAL_METHODS)})",
+    )  # fmt: skip
     p.add_argument("--only-eval", action="store_true", help="score existing runs, train nothing")
     p.add_argument("--ship", type=Path, help="write the first recipe run as a release + MODEL_CARD.md here")
     args = p.parse_args()
+    args.classical = [m.strip() for m in args.classical.split(",") if m.strip()]
+    try:  # an unknown name or a missing library fails now, not after an hour of training
+        for method in args.classical:
+            require_backend(method)
+    except LatentpaintError as exc:
+        sys.exit(f"quality.py: {exc}")
+    if args.ship and "opencv-telea" not in args.classical:
+        sys.exit("quality.py: --ship compares with OpenCV Telea: keep opencv-telea in --classical")
     torch.manual_seed(0)
 
     from latentpaint.data.photos import assemble
@@ -206,15 +231,18 @@ def main() -> int:
     stage1_psnr = autoencoder_psnr(stage1, images) if stage1.is_file() else None
     if stage1_psnr is not None:
         print(f"stage 1 held-out reconstruction PSNR: {stage1_psnr:.2f} dB")
-    fills = {"OpenCV Telea": fill_with_opencv("telea", images, masks),
-             "OpenCV Navier-Stokes": fill_with_opencv("ns", images, masks)}  # fmt: skip
+    fills, seconds = {}, {}
+    for method in args.classical:
+        title = CLASSICAL_METHODS[method].title
+        fills[title], seconds[title] = fill_with_classical(method, images, masks)
     for name, checkpoint in runs.items():
-        fills[name] = fill_with_model(checkpoint, images, masks)
+        fills[name], seconds[name] = fill_with_model(checkpoint, images, masks)
     results = {}
     for name, filled in fills.items():
         results[name] = score(filled, images, masks, args.weights_dir)
         run_dir = runs[name].parent.parent if name in runs else None
         results[name]["median_step_s"] = timing(run_dir).get("median_step_s") if run_dir else None
+        results[name]["s_per_image"] = seconds[name]
         print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None})
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -225,13 +253,15 @@ def main() -> int:
     lines = [f"Machine: {report['machine']}", "", f"{len(images)} crops of {len(paths)} held-out photos, "
              f"256 px, thick_256 masks (mean area {masks.mean():.3f}); stage 1 reconstructs them at "
              f"{stage1_psnr or float('nan'):.2f} dB", "",
-             "| method | SSIM | PSNR | FID | LPIPS | median step (s) |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "| method | SSIM | PSNR | FID | LPIPS | s / image | median step (s) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         cells = [
             f"{r[k]:.4f}" if k == "ssim" else f"{r[k]:.2f}" if k in r else "–"
             for k in ("ssim", "psnr", "fid")
         ]
         cells.append(f"{r['lpips']:.4f}" if "lpips" in r else "–")
+        cells.append(f"{r['s_per_image']:.3f}")
         cells.append(f"{r['median_step_s']:.3f}" if r.get("median_step_s") else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "quality.md").write_text("\n".join(lines) + "\n")
