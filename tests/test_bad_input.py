@@ -613,3 +613,95 @@ def test_api_odd_masks(mask, client):
     result = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
     keep = arrays[mask] == 0
     assert np.array_equal(result[keep], _noise()[keep])
+
+
+# -- classical methods: predict --method, /api/inpaint?method=, experiment --classical -----------------------
+TEXTURE = ("opencv-shiftmap", "opencv-fsr", "patchmatch")
+
+
+def classical_predict(capsys, method: str, image: Path, mask: Path, out: Path, *extra) -> Result:
+    return run(
+        capsys, "predict", "--method", method, "--input", image, "--mask", mask, "--output", out, *extra
+    )
+
+
+def test_unknown_method_is_one_line_listing_the_choices(tmp_path, capsys):
+    from latentpaint.inference.classical import CLASSICAL_METHODS
+
+    image, mask = write(tmp_path / "a.png", _noise()), write(tmp_path / "a_mask.png", box_mask())
+    result = classical_predict(capsys, "criminisi", image, mask, tmp_path / "out")
+    assert result.code == 2 and len(result.err) == 1, result.err
+    assert "--method" in result.err[0] and "'criminisi'" in result.err[0]
+    assert all(f"'{name}'" in result.err[0] for name in ["model", *CLASSICAL_METHODS]), result.err
+    assert not (tmp_path / "out").exists() and not result.warnings
+
+
+def test_experiment_unknown_classical_is_one_line_listing_the_choices(tmp_path, capsys):
+    from latentpaint.inference.classical import CLASSICAL_METHODS
+
+    out = tmp_path / "exp"
+    result = run(capsys, "experiment", "table-5-1", "--steps", "1", "--classical", "opencv-fsr,criminisi",
+                 "--out", out)  # fmt: skip
+    assert result.code == 2 and len(result.err) == 1, result.err
+    assert "--classical" in result.err[0] and "'criminisi'" in result.err[0]
+    assert all(name in result.err[0] for name in CLASSICAL_METHODS), result.err
+    assert not out.exists() and not result.warnings
+
+
+@pytest.mark.parametrize("method", TEXTURE)
+@pytest.mark.parametrize("name", CORPUS)
+def test_predict_corpus_with_texture_fills(name, method, tmp_path, capsys):
+    # a 1x1 image under the box mask has no known pixel to copy texture from: one line for that file too
+    case = CORPUS[name]
+    image = corpus_file(tmp_path, name)
+    mask = write(tmp_path / "mask.png", box_mask(*case.size))
+    out = tmp_path / "out"
+    result = classical_predict(capsys, method, image, mask, out)
+    if case.valid and case.size != (1, 1):
+        assert result.code == 0, result.err
+        with Image.open(out / f"{name}.png") as written:
+            assert written.size == case.size
+    else:
+        assert_one_line(result, 1, image)
+        assert repr(str(image)) in result.err[0]  # quoted, as every name
+        if case.valid:
+            assert "covers the whole image" in result.err[0]
+        assert not list(out.rglob("*.png"))
+    assert_no_partial_output(out)
+
+
+@pytest.mark.parametrize("method", TEXTURE)
+def test_texture_fill_failures_quote_the_names(method, tmp_path, capsys):
+    # a name with a newline: the failure line stays one line and shows the names as given
+    data = tmp_path / "a\nb"
+    image = write(data / "x\ny.png", _noise())
+    write(data / "x\ny_mask000.png", np.full((H, W), 255, np.uint8))  # nothing known: that file fails
+    write(data / "ok.png", _noise(seed=1))
+    write(data / "ok_mask000.png", box_mask())
+    out = tmp_path / "out"
+    result = run(capsys, "predict", "--method", method, "--input", data, "--output", out)
+    assert result.code == 1 and len(result.err) == 1 and not result.warnings, result.err
+    assert repr(str(image)) in result.err[0] and "covers the whole image" in result.err[0], result.err
+    assert sorted(p.name for p in out.iterdir()) == ["ok_mask000.png"]
+    assert_no_partial_output(out)
+
+
+@pytest.mark.parametrize("method", TEXTURE)
+@pytest.mark.parametrize("role", ["image", "mask"])
+@pytest.mark.parametrize("name", CORPUS)
+def test_api_corpus_with_texture_fills(name, role, method, client):
+    case = CORPUS[name]
+    w, h = case.size
+    other = _png(box_mask(w, h)) if role == "image" else _png(_noise(h, w))
+    files = {
+        "image": ("image", case.make() if role == "image" else other, "application/octet-stream"),
+        "mask": ("mask", other if role == "image" else case.make(), "application/octet-stream"),
+    }
+    response = client.post(f"/api/inpaint?method={method}", files=files)
+    if case.valid and case.size != (1, 1):
+        assert response.status_code == 200, response.text
+        assert Image.open(io.BytesIO(response.content)).size == case.size
+    else:  # a broken upload, or a 1x1 hole with nothing known around it
+        assert 400 <= response.status_code < 500, (response.status_code, response.text)
+        detail = response.json()["detail"]
+        assert detail and "\n" not in detail

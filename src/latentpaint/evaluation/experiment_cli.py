@@ -114,7 +114,7 @@ def check(args: argparse.Namespace) -> None:
     for name in args.classical:  # an unknown name or a missing library fails now, not after the training
         if name not in CLASSICAL:
             raise LatentpaintError(
-                f"--classical: unknown method {name!r}; choose from {', '.join(CLASSICAL)}"
+                f"--classical: unknown method {quoted(name)}; choose from {', '.join(CLASSICAL)}"
             )
         if (why := missing_backend(name)) is not None:
             raise LatentpaintError(f"{why}; or leave it out with --classical")

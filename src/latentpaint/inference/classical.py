@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from latentpaint.data.images import check_same_size
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.models.prefill import TELEA_RADIUS
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -40,7 +40,7 @@ def opencv_inpaint(
     """Fills mask > 0.5 in a uint8 RGB (H, W, 3) image with cv2.inpaint; known pixels are returned unchanged."""
     if method not in _METHODS:
         raise LatentpaintError(
-            f"unknown OpenCV inpainting method {method!r}: choose one of {', '.join(_METHODS)}"
+            f"unknown OpenCV inpainting method {quoted(method)}: choose one of {', '.join(_METHODS)}"
         )
     if radius < 1:
         raise LatentpaintError(f"OpenCV inpainting radius must be at least 1, got {radius}")
@@ -142,7 +142,7 @@ def classical_method(name: str) -> ClassicalMethod:
     """The registered method, or a one-line error listing them."""
     if name not in CLASSICAL_METHODS:
         raise LatentpaintError(
-            f"unknown classical method {name!r}: choose one of {', '.join(CLASSICAL_METHODS)}"
+            f"unknown classical method {quoted(name)}: choose one of {', '.join(CLASSICAL_METHODS)}"
         )
     return CLASSICAL_METHODS[name]
 

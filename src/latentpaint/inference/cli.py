@@ -298,7 +298,7 @@ def _run_job(job: Job, predict, output: Path, resize_mask: bool) -> None:
     try:
         result = predict(image, mask)
     except LatentpaintError as exc:  # say which file: the method's message cannot
-        raise LatentpaintError(f"{job.image} (mask {job.mask}): {exc}") from None
+        raise LatentpaintError(f"{quoted(job.image)} (mask {quoted(job.mask)}): {exc}") from None
     target = output / job.output
     target.parent.mkdir(parents=True, exist_ok=True)
     save_image(target, result)

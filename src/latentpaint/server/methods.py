@@ -12,6 +12,7 @@ from functools import partial
 import numpy as np
 from fastapi import HTTPException, Request
 
+from latentpaint.errors import quoted
 from latentpaint.inference.classical import CLASSICAL_METHODS, fill_function, missing_backend
 from latentpaint.inference.hd import inpaint_within
 
@@ -51,7 +52,7 @@ def method_fill(
         return predict
     if method not in CLASSICAL_METHODS:
         raise HTTPException(
-            422, f"unknown method {method!r}: choose one of {', '.join([MODEL, *CLASSICAL_METHODS])}"
+            422, f"unknown method {quoted(method)}: choose one of {', '.join([MODEL, *CLASSICAL_METHODS])}"
         )
     why = missing_backend(method)
     if why is not None:
