@@ -705,3 +705,36 @@ def test_api_corpus_with_texture_fills(name, role, method, client):
         assert 400 <= response.status_code < 500, (response.status_code, response.text)
         detail = response.json()["detail"]
         assert detail and "\n" not in detail
+
+
+@pytest.mark.timeout(60)  # a pipe opened by mistake would block
+@pytest.mark.parametrize("source", ["file", "folder"])
+def test_texture_fills_keep_the_output_and_pairing_rules(source, tmp_path, capsys):
+    # what issue 20 made predict refuse before anything is written holds for --method too: an output
+    # replacing a mask, an output that is a pipe, two masks for one image; and the writes are atomic
+    import os
+
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    image = write(images / "x.png", _noise())
+    mask = write(masks / "x.png", box_mask())
+    given = image if source == "file" else images
+    before = mask.read_bytes()
+    result = classical_predict(capsys, "opencv-fsr", given, mask if source == "file" else masks, masks,
+                               "--overwrite")  # fmt: skip
+    assert_one_line(result, 2, mask)  # its result masks/x.png would be the mask it reads
+    assert mask.read_bytes() == before
+    out.mkdir()
+    os.mkfifo(out / "x.png")
+    result = classical_predict(capsys, "opencv-fsr", given, mask, out, "--overwrite")
+    assert_one_line(result, 2, out / "x.png")
+    assert "--output" in result.err[0] and "named pipe" in result.err[0]
+    assert [p.name for p in out.iterdir()] == ["x.png"] and not (out / "x.png").is_file()
+    (out / "x.png").unlink()
+    Image.fromarray(box_mask()).save(masks / "x.jpg")  # a second mask for x.*
+    result = classical_predict(capsys, "opencv-fsr", given, masks, out)
+    assert_one_line(result, 2, masks / "x.jpg")
+    assert "--mask" in result.err[0] and not list(out.iterdir())
+    (masks / "x.jpg").unlink()
+    assert classical_predict(capsys, "opencv-fsr", given, masks, out).code == 0
+    assert [p.name for p in out.iterdir()] == ["x.png"]  # no temp file beside it
+    assert_no_partial_output(out)
