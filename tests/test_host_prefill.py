@@ -7,6 +7,7 @@ import torch
 
 from latentpaint.data.datamodule import InpaintingDataModule
 from latentpaint.data.datasets import TrainingDataset, batch_to_float
+from latentpaint.inference.export import HOST_FILL_NAMES
 from latentpaint.inference.inpainter import Inpainter
 from latentpaint.models import damage, prefill
 from latentpaint.models.apply import image_to_tensor, pad_to_multiple, tensor_to_image
@@ -16,8 +17,10 @@ from latentpaint.training.runner import train
 
 
 def test_the_registry_is_what_configs_may_name():
-    assert set(prefill.HOST_PREFILLS) == {"telea"} and set(prefill.DEVICE_PREFILLS) == {"pyramid"}
-    assert PREFILLS == ("none", "pyramid", "telea")
+    assert set(prefill.HOST_PREFILLS) == {"telea", "fsr", "patchmatch", "shiftmap"}
+    assert set(prefill.DEVICE_PREFILLS) == {"pyramid"}
+    assert PREFILLS == ("none", "pyramid", "telea", "fsr", "patchmatch", "shiftmap")
+    assert set(HOST_FILL_NAMES) == set(prefill.HOST_PREFILLS)  # export names each in its refusal
 
 
 def test_telea_uint8_keeps_known_pixels_and_skips_an_empty_hole(monkeypatch):
@@ -157,3 +160,62 @@ def test_clean_encoding_runs_no_prefill(rng_images, monkeypatch):
     monkeypatch.setattr(prefill, "host_fill_tensor", lambda *a: (_ for _ in ()).throw(AssertionError))
     z = damage.encode_clean(net, image)
     assert all(torch.isfinite(t).all() for t in z if torch.is_tensor(t))
+
+
+# -- texture prefills (models/texture_fill.py) at a capped working size ---------------------------------------
+def _striped_sample(h: int = 48, w: int = 64):
+    x = np.arange(w)
+    row = (128 + 100 * np.sin(x / 1.3)).astype(np.uint8)
+    image = np.repeat(np.repeat(row[None, :, None], h, 0), 3, 2)
+    mask = np.zeros((h, w), np.float32)
+    mask[12:30, 20:40] = 1
+    return image, mask
+
+
+@pytest.mark.parametrize("kind", ["fsr", "patchmatch", "shiftmap"])
+def test_texture_prefills_keep_known_pixels_and_continue_stripes_better_than_telea(kind):
+    image, mask = _striped_sample()
+    filled = prefill.host_prefill(kind, image, mask)
+    hole = mask > 0.5
+    assert filled.dtype == np.uint8 and np.array_equal(filled[~hole], image[~hole])
+    error = np.abs(filled.astype(float) - image)[hole].mean()
+    smooth = np.abs(prefill.telea_uint8(image, mask).astype(float) - image)[hole].mean()
+    assert error < smooth  # the stripes go on through the hole; Telea smears them
+
+
+def test_texture_prefills_run_at_the_working_size_and_fill_the_full_size_hole():
+    image, mask = _striped_sample(96, 128)
+    seen = []
+
+    def spy(small, hole, seed=0):
+        seen.append((small.shape, hole.shape, hole.sum()))
+        return np.full_like(small, 77)
+
+    out = prefill.texture_uint8(spy, image, mask, working_side=64)
+    assert seen[0][0] == (48, 64, 3) and seen[0][1] == (48, 64) and seen[0][2] >= (18 * 20) // 4
+    hole = mask > 0.5
+    assert np.all(out[hole] == 77) and np.array_equal(out[~hole], image[~hole])
+    prefill.texture_uint8(spy, image, mask, working_side=None)
+    assert seen[1][0] == image.shape  # no cap: the image itself
+
+
+def test_a_missing_texture_backend_is_one_line_naming_the_package(monkeypatch):
+    import builtins
+
+    from latentpaint.models import texture_fill
+
+    image, mask = _striped_sample()
+    monkeypatch.delattr(texture_fill.cv2, "xphoto", raising=False)
+    with pytest.raises(texture_fill.MissingBackend, match="opencv-contrib-python-headless") as info:
+        prefill.host_prefill("fsr", image, mask)
+    assert "\n" not in str(info.value)
+    real_import = builtins.__import__
+
+    def no_patchmatch(name, *args, **kwargs):
+        if name == "patchmatch_cython":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_patchmatch)
+    with pytest.raises(texture_fill.MissingBackend, match="pip install patchmatch-cython"):
+        prefill.host_prefill("patchmatch", image, mask)

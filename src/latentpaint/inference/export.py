@@ -35,6 +35,11 @@ EXPORT_SIZE = (256, 256)
 CHECK_SIZE = (200, 152)
 
 
+# what each host prefill runs, for the refusal below (models/prefill.py HOST_PREFILLS)
+HOST_FILL_NAMES = {"telea": "OpenCV's Telea fill", "fsr": "OpenCV contrib's FSR", "patchmatch":
+                   "PatchMatch in Cython", "shiftmap": "OpenCV contrib's shift-map"}  # fmt: skip
+
+
 def _pad_symmetric(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Bottom/right mirror padding including the edge (numpy 'symmetric'); traceable with dynamic sizes."""
     h, w = x.shape[-2:]
@@ -58,11 +63,11 @@ class InpaintingGraph(nn.Module):
 
 def _graph(network) -> InpaintingGraph:
     kind = getattr(network, "host_prefill", None)
-    if kind is not None:  # models/prefill.py HOST_PREFILLS: OpenCV's Telea fill and the like
+    if kind is not None:  # models/prefill.py HOST_PREFILLS: OpenCV's and PatchMatch's fills
         raise LatentpaintError(
-            f"this model prefills holes on the host (model.prefill {kind}; telea is OpenCV's Telea fill), "
-            "which runs outside PyTorch and cannot be exported to ONNX or TorchScript; export a model "
-            "trained with model.prefill none or pyramid"
+            f"this model prefills holes on the host (model.prefill {kind}: {HOST_FILL_NAMES[kind]}), which "
+            "runs outside PyTorch and cannot be exported to ONNX or TorchScript; export a model trained "
+            "with model.prefill none or pyramid"
         )
     return InpaintingGraph(copy.deepcopy(network).float().cpu().eval())
 
