@@ -26,14 +26,16 @@ from latentpaint.options import integer, number, side
 
 
 def register_photos(subparsers) -> None:
-    p = subparsers.add_parser(
+    data = subparsers.add_parser(
         "data",
-        help="assemble training data from installed packages (no download)",
+        help="assemble training data: photos from installed packages (no download), prefill banks",
         description="`latentpaint data photos --out photos/`: natural photos from scikit-image, scikit-learn, "
         "matplotlib and (if installed: apt-get install opencv-doc) OpenCV's samples, split train / held-out "
-        "by scene, with each photo's source and licence in sources.json.",
+        "by scene, with each photo's source and licence in sources.json. `latentpaint data bank`: training "
+        "crops, masks and their host prefill drawn once into one .npz (data/bank.py), for data.train.",
     )
-    p.add_argument("what", choices=["photos"])
+    what = data.add_subparsers(dest="what", required=True, metavar="{photos,bank}")
+    p = what.add_parser("photos", help="natural photos from installed packages, split train / held-out")
     p.add_argument("--out", type=Path, required=True, help="output folder (train/, heldout/, sources.json)")
     p.add_argument("--opencv-samples", type=Path, default=OPENCV_SAMPLES,
                    help=f"OpenCV's examples folder (default {OPENCV_SAMPLES}, Debian's opencv-doc)")  # fmt: skip
@@ -42,6 +44,48 @@ def register_photos(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="which scenes are held out (default 0)")
     p.set_defaults(func=run_photos)
+    register_bank(what)
+
+
+def register_bank(what) -> None:
+    from latentpaint.models.prefill import HOST_PREFILLS
+
+    p = what.add_parser(
+        "bank",
+        help="draw training crops, masks and a host prefill once into a .npz (data.train: BANK.npz)",
+        description="Draws --count samples of the training data (the crops and masks a run with the same "
+        "seed would draw) and fills each with --prefill in --workers processes, then writes them to --out. "
+        "Example: `latentpaint data bank --images photos/train --prefill fsr --size 128 --count 3000 "
+        "--out banks/fsr128.npz`, then `train inpainting --set data.train=banks/fsr128.npz`.",
+    )
+    p.add_argument("--images", default="builtin", help="folder of training images, or builtin (default)")
+    p.add_argument("--out", type=Path, required=True, help="the bank file to write (.npz)")
+    p.add_argument("--prefill", required=True, choices=list(HOST_PREFILLS), help="the host prefill to store")
+    p.add_argument("--size", type=integer(8, 1024), default=128, help="crop side in pixels (default 128)")
+    p.add_argument("--count", type=integer(1, 1_000_000), default=3000, help="samples (default 3000)")
+    p.add_argument("--mask-preset", default="wide", choices=list_mask_presets(), help="masks (default wide)")
+    p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, help="the run's seed (default 0)")
+    p.add_argument("--workers", type=integer(0, 256), default=2, help="filling processes (default 2)")
+    add_overwrite_flag(p)
+    p.set_defaults(func=run_bank)
+
+
+def run_bank(args: argparse.Namespace) -> int:
+    from latentpaint.data.bank import BANK_SUFFIX, build_bank, is_bank
+    from latentpaint.files import check_outputs
+
+    if not is_bank(args.out):
+        raise LatentpaintError(
+            f"--out {str(args.out)!r} must end in {BANK_SUFFIX} (data.train reads it by that)"
+        )
+    check_outputs([args.out], [] if args.images == "builtin" else [args.images], args.overwrite)
+    report = build_bank(args.images, args.out, args.size, args.count, args.mask_preset, args.prefill,
+                        args.seed, args.workers)  # fmt: skip
+    print(
+        f"wrote {report['samples']} samples ({args.size} px, {args.mask_preset} masks, {args.prefill} prefill, "
+        f"{report['bytes'] / 2**20:.0f} MiB) to {args.out} in {report['seconds']:.0f} s"
+    )
+    return 0
 
 
 def run_photos(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from latentpaint.data.bank import PrefillBank, is_bank
 from latentpaint.data.datasets import EvaluationDataset, StepSampler, TrainingDataset, batch_to_float
 from latentpaint.errors import LatentpaintError, quoted
 
@@ -74,9 +75,13 @@ class InpaintingDataModule(L.LightningDataModule):
         self.augmentation = augmentation
         self.prefill = prefill  # a host prefill is computed in the workers (TrainingDataset)
         self.val = val  # a LaMa-layout folder scored during training (training/validation.py), or None
-        self.dataset: TrainingDataset | None = None
+        self.dataset: TrainingDataset | PrefillBank | None = None
 
     def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None and is_bank(
+            self.train
+        ):  # crops, masks and prefills drawn once (data/bank.py)
+            self.dataset = PrefillBank(self.train, self.size, self.mask_preset, self.prefill, self.seed)
         if self.dataset is None:
             self.dataset = TrainingDataset(
                 self.train, self.size, self.mask_preset, self.seed, max_short_side=self.max_short_side,
