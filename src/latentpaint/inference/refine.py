@@ -143,6 +143,11 @@ def refine_inpaint(
         )
     if not all(hasattr(network, name) for name in ("masked_image", "encode_masked", "refine", "output")):
         raise LatentpaintError("refinement needs an InpaintingNetwork (encode / refine / output)")
+    if getattr(network, "attention", None) is not None:  # argmax copies give the features no gradient
+        raise LatentpaintError(
+            "refinement optimises the features the decoder sees; a model with attention contextual copies "
+            "its hole from the known part, with no gradient to follow: predict without --refine"
+        )
     mask = (mask >= EPS).to(image.dtype)
     full_image, full_mask = image, mask
     h, w = image.shape[-2:]

@@ -11,8 +11,9 @@ from torch import nn
 
 from latentpaint.errors import LatentpaintError
 from latentpaint.models import prefill as prefills
+from latentpaint.models.attention import ATTENTIONS, LatentContextualAttention, latent_cells
 from latentpaint.models.delta import DeltaRefiner
-from latentpaint.models.ffc import Features, map_features
+from latentpaint.models.ffc import Features, features_to_tensor, map_features
 from latentpaint.models.generator import FFCResNetGenerator
 from latentpaint.models.limits import check_generator_args
 from latentpaint.models.mask_control import MaskControl
@@ -31,8 +32,11 @@ OUTPUTS = ("direct", "residual")
 # Its dictionary form is the `model` section of a run config (plus training-only keys) and the top of a
 # release `config.json` (plus provenance keys). It lives beside the network it builds because each needs
 # the other: a network carries its spec and a spec builds its network; one module, not a circle.
-SPEC_KEYS = ("arch", "mask_mode", "delta", "prefill", "overrides", "output")
+SPEC_KEYS = ("arch", "mask_mode", "delta", "prefill", "overrides", "output", "attention")
 MASK_MODES = ("alpha", "control")
+# the copy's values are the plain stage-1 encoding of the prefill (mask control off) and its result is a
+# change added to the prefill, so contextual attention needs both
+CONTEXTUAL_NEEDS = "attention contextual needs mask_mode control and output residual (with a prefill)"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class ModelSpec:
     prefill: str = "none"  # absent from configs written before the option: LaMa's zeros
     overrides: Mapping[str, Any] = field(default_factory=dict)
     output: str = "direct"  # absent from configs written before the option: D(R(z))
+    attention: str = "none"  # absent from configs written before the option: no latent copying
 
     def __post_init__(self) -> None:
         # an own plain dict: never the caller's, and a network holding the spec still deep-copies/pickles
@@ -55,7 +60,7 @@ class ModelSpec:
         """The spec a run's `model` section or a release `config.json` describes, checked without
         allocating anything (types, names and the generator ranges of `models.limits`).
 
-        Keys other than the six of the spec (training switches, provenance) are ignored.
+        Keys other than the seven of the spec (training switches, provenance) are ignored.
         """
         if not isinstance(config, Mapping):
             raise LatentpaintError(f"{source}: the model config is not a mapping")
@@ -89,7 +94,14 @@ class ModelSpec:
             raise LatentpaintError(
                 f"{source}: output residual adds to a prefill: set prefill pyramid or telea"
             )
-        return cls(arch, mask_mode, delta, prefill, overrides, output)
+        attention = config.get("attention", "none")
+        if attention not in ATTENTIONS:
+            raise LatentpaintError(
+                f"{source}: attention must be one of {', '.join(ATTENTIONS)}, not {str(attention)[:40]!r}"
+            )
+        if attention == "contextual" and (mask_mode != "control" or output != "residual"):
+            raise LatentpaintError(f"{source}: {CONTEXTUAL_NEEDS}")
+        return cls(arch, mask_mode, delta, prefill, overrides, output, attention)
 
     def to_dict(self) -> dict[str, Any]:
         """The nested form written to release `config.json` files (and read back by `from_dict`)."""
@@ -103,13 +115,16 @@ class ModelSpec:
         # absent means direct, so releases written before the option read and write back unchanged
         if self.output != "direct":
             nested["output"] = self.output
+        if self.attention != "none":
+            nested["attention"] = self.attention
         return nested
 
     def build(self):
         """A fresh `InpaintingNetwork` of this spec (on torch's current default device)."""
         return InpaintingNetwork(
-            self.arch, self.mask_mode, self.delta, self.prefill, output=self.output, **self.overrides
-        )
+            self.arch, self.mask_mode, self.delta, self.prefill, output=self.output,
+            attention=self.attention, **self.overrides,
+        )  # fmt: skip
 
     def autoencoder_generator(self):
         """The stage-1 generator of this spec: the same architecture on RGB input, without the mask."""
@@ -133,6 +148,9 @@ class InpaintingNetwork(nn.Module):
     (dataset workers in training, models/apply.py at inference); without it the network computes it
     itself, on the host, which is for convenience and tests only.
     `output="residual"` predicts prefill + D(R(z)) - D(z) instead of D(R(z)) (see OUTPUTS).
+    `attention="contextual"` (models/attention.py): the refiner's output only says where to copy from;
+    each hole cell of the plain stage-1 encoding z* of the prefill takes the latent patch of its best known
+    match, and the prediction is prefill + D(copied z*) - D(z*).
     State-dict keys are `generator.model.*` (LaMa's layout) and `mask_control.*`. `spec` is the
     network's description (`ModelSpec` above): `network.spec.build()` makes an untrained twin.
     """
@@ -144,6 +162,7 @@ class InpaintingNetwork(nn.Module):
         delta: bool = False,
         prefill: str = "none",
         output: str = "direct",
+        attention: str = "none",
         **overrides,
     ):
         super().__init__()
@@ -155,15 +174,22 @@ class InpaintingNetwork(nn.Module):
             raise ValueError(
                 f"output must be one of {', '.join(OUTPUTS)} (residual needs a prefill), not {output!r}"
             )
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, not {attention!r}")
+        if attention == "contextual" and (mask_mode != "control" or output != "residual"):
+            raise ValueError(CONTEXTUAL_NEEDS)
         overrides.setdefault("input_nc", 4 if mask_mode == "alpha" else 3)
         self.generator: FFCResNetGenerator = create_generator(arch, **overrides)
-        self.spec = ModelSpec(arch, mask_mode, delta, prefill, overrides, output)
+        self.spec = ModelSpec(arch, mask_mode, delta, prefill, overrides, output, attention)
         self.mask_mode, self.delta, self.prefill, self.output_kind = mask_mode, delta, prefill, output
         g = self.generator.config
         self.mask_control = (
             MaskControl(g["ngf"], g["n_downsampling"], g["ratio_g"], g["max_features"])
             if mask_mode == "control"
             else None
+        )
+        self.attention = (
+            LatentContextualAttention(self.generator.latent_channels) if attention == "contextual" else None
         )
 
     @property
@@ -174,6 +200,8 @@ class InpaintingNetwork(nn.Module):
             flat["prefill"] = self.prefill
         if self.output_kind != "direct":
             flat["output"] = self.output_kind
+        if self.attention is not None:
+            flat["attention"] = self.spec.attention
         return flat
 
     @property
@@ -220,12 +248,39 @@ class InpaintingNetwork(nn.Module):
         """D(z): features back to an image in [0, 1]."""
         return self.generator.decoder(z)
 
-    def output(self, masked: torch.Tensor, z: Features, refined: Features) -> torch.Tensor:
+    def output(
+        self, masked: torch.Tensor, z: Features, refined: Features, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The predicted image from the encoder's features `z` of `masked` and the refiner's `refined`:
-        D(refined), or masked + D(refined) - D(z) for `output="residual"`."""
+        D(refined), or masked + D(refined) - D(z) for `output="residual"`; with attention, the copy
+        `refined` points to (`copied`; it needs the `mask`)."""
+        if self.attention is not None:
+            if mask is None:
+                raise ValueError("a network with attention needs the mask to place its copy")
+            return self.copied(masked, mask, refined)
         if self.output_kind == "residual":
             return (masked + self.decode(refined) - self.decode(z)).clamp(0, 1)
         return self.decode(refined)
+
+    @property
+    def latent_factor(self) -> int:
+        """Pixels per latent cell along each side (2 ** n_downsampling)."""
+        return 2 ** self.generator.config["n_downsampling"]
+
+    def copy_cells(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hole, clean known) cells of the latent grid for `mask` (models/attention.py latent_cells)."""
+        return latent_cells(mask, self.latent_factor)
+
+    def copied(self, masked: torch.Tensor, mask: torch.Tensor, refined: Features) -> torch.Tensor:
+        """prefill + D(z*') - D(z*): z* the plain stage-1 encoding of the prefilled image, z*' the same
+        with every hole cell pasted from the known cells `refined` matches it with (argmax; no gradient)."""
+        plain = self.generator.encode(masked)  # the values: what stage 1 encodes, mask control off
+        hole, known = self.copy_cells(mask)
+        matches = self.attention.best_matches(features_to_tensor(refined), known, hole)
+        copied = self.attention.copy(features_to_tensor(plain), matches, hole)
+        local = plain[0].shape[1]  # back to (local, global) branches, as the decoder takes them
+        pasted = (copied[:, :local], copied[:, local:]) if torch.is_tensor(plain[1]) else (copied, 0)
+        return (masked + self.decode(pasted) - self.decode(plain)).clamp(0, 1)
 
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, prefilled: torch.Tensor | None = None
@@ -234,7 +289,7 @@ class InpaintingNetwork(nn.Module):
         `prefilled`: the host prefill of `image`, when the network has one (`masked_image`)."""
         masked = self.masked_image(image, mask, prefilled)
         z = self.encode_masked(masked, mask)
-        return self.output(masked, z, self.refine(z))
+        return self.output(masked, z, self.refine(z), mask)
 
     def inpaint(
         self, image: torch.Tensor, mask: torch.Tensor, prefilled: torch.Tensor | None = None

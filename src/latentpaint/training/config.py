@@ -8,136 +8,44 @@ errors, and so is any wrong value: one line naming the key, the value and what i
 
 The plain dict (`to_dict`) is what config.yaml and checkpoints hold; a config written by an earlier
 version reads with today's defaults for the keys it lacks. `latentpaint config --schema` prints the schema.
+The value types a key may hold (ranges, choices, precisions, devices) are in training/value_types.py.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import re
 import reprlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    Strict,
-    ValidationError,
-    WithJsonSchema,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from latentpaint.data.augment import AUGMENTATIONS
 from latentpaint.errors import LatentpaintError
 from latentpaint.losses.perceptual import PERCEPTUAL_BACKBONES
 from latentpaint.masks import list_mask_presets
 from latentpaint.metrics.fid import FID_FEATURES
-from latentpaint.models.limits import check_generator_args
+from latentpaint.models.attention import ATTENTIONS
 from latentpaint.models.network import MASK_MODES, OUTPUTS, PREFILLS, ModelSpec
 from latentpaint.models.refiner_init import REFINER_INITS
 from latentpaint.models.registry import list_generators
+from latentpaint.training.value_types import (
+    Devices,
+    Fraction,
+    GeneratorArgs,
+    Positive,
+    Precision,
+    Rate,
+    Text,
+    Weight,
+    Workers,
+    accelerators,
+    choice,
+    count,
+    key,
+    rule,
+)
 from latentpaint.training.optim import SCHEDULES, OptimiserSettings
-
-
-# -- value types: what a key may hold; a check that fails says what was allowed -------------------------
-def refuse(allowed: str) -> PydanticCustomError:
-    """A check's error: `allowed` completes "config key 'a.b' must be ...", the value follows."""
-    return PydanticCustomError("config_allowed", allowed)
-
-
-def rule(sentence: str) -> PydanticCustomError:
-    """An error that is a sentence of its own (one key against another, a generator argument)."""
-    return PydanticCustomError("config_rule", sentence)
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """`Annotated[str, OneOf(values)]`: one of `values`, a collection or a function that lists them (a
-    registry that may grow), asked when a value is checked and when the schema is printed."""
-
-    values: Callable[[], Iterable[str]] | Iterable[str]
-    note: str = ""
-
-    def names(self) -> list[str]:
-        return list(self.values() if callable(self.values) else self.values)
-
-    def check(self, value: str) -> str:
-        if value not in self.names():
-            raise refuse("one of " + ", ".join(self.names()) + (f" ({self.note})" if self.note else ""))
-        return value
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict:
-        return {**handler(schema), "enum": self.names()}
-
-
-def choice(values: Callable[[], Iterable[str]] | Iterable[str], note: str = "") -> Any:
-    return Annotated[str, OneOf(values, note)]
-
-
-def count(lo: int, hi: int | None = None) -> Any:
-    return Annotated[int, Field(ge=lo, le=hi)]
-
-
-def key(default: Any, description: str) -> Any:
-    return Field(default, description=description)
-
-
-Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a loss weight; 0 leaves its term out
-Rate = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)]  # decays, Adam's betas
-Text = Annotated[str, Field(pattern=r"\S")]
-Workers = Annotated[int, Field(ge=0, le=256)] | Literal["auto"]  # auto: data/datamodule.py auto_workers
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # what training runs in (Lightning's names)
-PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}  # YAML reads 32, 16 as ints
-
-
-def _precision(value: Any) -> Any:
-    name = str(value) if type(value) is int else value
-    if name in ("16-true", "bf16-true"):
-        raise refuse(
-            f"one of {', '.join(PRECISIONS)} ({name} holds the weights themselves in half precision, where "
-            "small Adam updates round away; -mixed keeps float32 weights)"
-        )
-    return PRECISION_ALIASES.get(name, name) if isinstance(name, str) else name
-
-
-def _accelerators() -> list[str]:
-    return ["auto", "cpu", "gpu", "cuda", "mps"] + (["tpu"] if importlib.util.find_spec("torch_xla") else [])
-
-
-def _devices(value: Any) -> Any:
-    if value == "auto" or (type(value) is int and (value >= 1 or value == -1)):
-        return value
-    if isinstance(value, list) and value and all(type(v) is int and v >= 0 for v in value):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d+(,\d+)*,?", value.strip()):
-        return value
-    raise refuse("a number of devices >= 1, -1, 'auto', a list of device indices or '0,1'")
-
-
-def _generator_args(value: dict) -> dict:
-    try:  # the ranges of configs read from files (models/limits.py)
-        check_generator_args(value, "model.overrides")
-    except LatentpaintError as exc:
-        raise rule(str(exc).removeprefix("model.overrides: ")) from None
-    return value
-
-
-Precision = Annotated[str, BeforeValidator(_precision), OneOf(PRECISIONS)]
-DEVICE_FORMS = [{"type": "integer"}, {"type": "string"}, {"type": "array", "items": {"type": "integer"}}]
-Devices = Annotated[Any, PlainValidator(_devices), WithJsonSchema({"anyOf": DEVICE_FORMS})]
-GeneratorArgs = Annotated[dict[str, Any], AfterValidator(_generator_args)]
 
 
 # -- the keys ------------------------------------------------------------------------------------------
@@ -159,10 +67,12 @@ class ModelConfig(Section):
     prefill: choice(PREFILLS) = key("none", "what fills the hole before the encoder (none: LaMa's zeros)")
     refiner_init: choice(REFINER_INITS) = key("default", "identity: each FFC block starts as x -> x + eps")
     output: choice(OUTPUTS) = key("direct", "direct: D(R(z)); residual: prefill + D(R(z)) - D(z)")
+    attention: choice(ATTENTIONS) = key("none", "contextual: hole cells copy their best known latent match")
 
     @property
     def spec(self) -> ModelSpec:
-        return ModelSpec(self.arch, self.mask_mode, self.delta, self.prefill, self.overrides, self.output)
+        return ModelSpec(self.arch, self.mask_mode, self.delta, self.prefill, self.overrides, self.output,
+                         self.attention)  # fmt: skip
 
 
 class LossConfig(Section):
@@ -182,6 +92,7 @@ class LossConfig(Section):
     perceptual_weights: Text | None = key(None, "its weight file (null: looked up; random: untrained)")
     latent_adversarial: Weight = key(0.0, "weight of a GAN on latent features, R(z) against E(gt)")
     latent_feature_matching: Weight = key(0.0, "its feature matching weight")
+    attention: Weight = key(0.0, "retrieval cross-entropy of model.attention against E(gt) patch matches")
 
     @property
     def use_latent(self) -> bool:
@@ -193,7 +104,7 @@ class LossConfig(Section):
 
 
 class DataConfig(Section):
-    train: Text = key("builtin", "training images: a folder, or builtin (the built-in photos)")
+    train: Text = key("builtin", "training images: a folder, builtin (the built-in photos) or a .npz bank")
     size: count(8, 8192) = key(256, "training crop size in pixels")
     batch_size: count(1, 4096) = key(8, "images per step and device")
     num_workers: Workers = key("auto", "workers per process; auto: min(8, cores per process) on CUDA, else 2")
@@ -218,7 +129,7 @@ class TrainerConfig(Section):
     checkpoint_every_n_steps: count(1) = key(250, "steps between checkpoints")
     precision: Precision = key("32-true", "Lightning's precision; 32, 16 and bf16 mean these")
     gradient_clip_val: Positive | None = key(None, "clip every network's gradient norm (LaMa: 1.0)")
-    accelerator: choice(_accelerators, "tpu needs torch_xla") = key("auto", "Lightning's accelerator")
+    accelerator: choice(accelerators, "tpu needs torch_xla") = key("auto", "Lightning's accelerator")
     devices: Devices = key(1, "a number of devices, -1, 'auto' or device indices")
     num_nodes: count(1, 10_000) = key(1, "nodes for multi-node DDP")
     strategy: Text = key("auto", "Lightning's strategy: auto, ddp, ...")
@@ -250,6 +161,10 @@ class RunConfig(Section):
         m, loss = self.model, self.loss
         if m.output == "residual" and m.prefill == "none":
             raise rule("model.output residual adds the refiner's change to a prefill: set model.prefill")
+        if m.attention == "contextual" and (m.mask_mode != "control" or m.output != "residual"):
+            raise rule("model.attention contextual needs model.mask_mode control and model.output residual")
+        if loss.attention > 0 and m.attention == "none":
+            raise rule("loss.attention trains model.attention: set model.attention contextual")
         if loss.latent_adversarial > 0 and not loss.use_latent:
             raise rule("loss.latent_adversarial needs loss.mode latent or both (it judges E(gt))")
         if self.has_discriminators and self.trainer.precision == "16-mixed":  # bf16 needs no scaler

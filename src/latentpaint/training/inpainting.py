@@ -16,6 +16,7 @@ from torch import nn
 from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import REGULAR, path_kind
 from latentpaint.losses import adversarial
+from latentpaint.losses.attention import attention_retrieval_loss
 from latentpaint.losses.latent import latent_l1
 from latentpaint.losses.perceptual import PerceptualLoss
 from latentpaint.losses.pixel import masked_l1
@@ -76,6 +77,11 @@ def frozen_parts(network: InpaintingNetwork, model: ModelConfig, use_pixel: bool
     return []
 
 
+def needs_targets(loss: LossConfig) -> bool:
+    """Whether a loss compares with E(gt), the frozen stage-1 encoding of the whole image."""
+    return loss.use_latent or loss.attention > 0
+
+
 def build_inpainting_system(
     cfg: RunConfig, autoencoder_state: dict | None = None, restoring: bool = False
 ) -> InpaintingSystem:
@@ -92,14 +98,14 @@ def build_inpainting_system(
     if autoencoder_state is not None:
         load_state_strict(autoencoder, autoencoder_state, cfg.autoencoder)
         init_from_autoencoder(network, autoencoder)
-    elif (m.freeze_autoencoder or loss.use_latent) and not restoring:
+    elif (m.freeze_autoencoder or needs_targets(loss)) and not restoring:
         raise LatentpaintError("this preset needs a stage-1 checkpoint: pass --autoencoder PATH")
     REFINER_INITS[m.refiner_init](network)
     system = InpaintingSystem(
         network,
         loss,
         cfg.optimiser,
-        target_encoder=autoencoder.encoder if loss.use_latent else None,
+        target_encoder=autoencoder.encoder if needs_targets(loss) else None,
         discriminator=NLayerDiscriminator(ndf=loss.discriminator_ndf) if loss.adversarial > 0 else None,
         latent_discriminator=(
             LatentDiscriminator(network.generator.latent_channels) if loss.latent_adversarial > 0 else None
@@ -186,17 +192,24 @@ class InpaintingSystem(L.LightningModule):
         total = image.new_zeros(())
         judged: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if self.target_encoder is not None:
-            total = total + self.latent_terms(z, image, logs, judged)
+            with torch.no_grad():
+                target = features_to_tensor(self.target_encoder(image))
+            if self.losses.use_latent:
+                total = total + self.latent_terms(z, target, logs, judged)
+            if self.losses.attention > 0:  # where to copy from, learned in latent space: never decodes
+                hole, known = self.network.copy_cells(mask)
+                logs["attention"] = attention_retrieval_loss(
+                    self.network.attention, features_to_tensor(z), target, hole, known
+                )
+                total = total + self.losses.attention * logs["attention"]
         if self.losses.use_pixel:  # only pixel-side losses ever run the decoder
-            pred = self.network.output(masked, z0, z)
+            pred = self.network.output(masked, z0, z, mask)
             total = total + self.pixel_terms(pred, image, mask, logs, judged)
         return total, {name: judged[name] for name in DISCRIMINATORS if name in judged}
 
-    def latent_terms(self, z, image, logs: dict, judged: dict) -> torch.Tensor:
-        """L1 to the stage-1 features of the whole image, plus the latent GAN terms."""
+    def latent_terms(self, z, target, logs: dict, judged: dict) -> torch.Tensor:
+        """L1 to `target`, the stage-1 features of the whole image, plus the latent GAN terms."""
         w = self.losses
-        with torch.no_grad():
-            target = features_to_tensor(self.target_encoder(image))
         logs["latent_l1"] = latent_l1(z, target)
         total = w.latent_weight * logs["latent_l1"]
         if self.latent_discriminator is not None:
