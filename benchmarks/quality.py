@@ -160,8 +160,25 @@ def train_recipe(args, photos: Path) -> dict[str, Path]:
         sets = [f"autoencoder={autoencoder}", f"seed={seed}"] + (
             [f"trainer.max_steps={args.steps}"] if args.steps else []
         )
+        sets += bank_for(args, photos, load_preset(args.preset, sets), seed)
         runs[f"{args.preset} seed {seed}"] = run(f"{args.preset}-seed{seed}", args.preset, sets)
     return runs
+
+
+def bank_for(args, photos: Path, cfg, seed: int) -> list[str]:
+    """A texture prefill is drawn once into a bank (data/bank.py) that stage 2 trains from: computed per
+    batch it would set the pace of the step. Returns the `--set` that points the run at it."""
+    from latentpaint.data.bank import build_bank
+    from latentpaint.models.prefill import HOST_PREFILLS
+
+    prefill, d = cfg.model.prefill, cfg.data
+    if prefill not in HOST_PREFILLS or prefill == "telea" or args.bank == 0:  # Telea keeps up with the step
+        return []
+    path = args.out / f"bank-{prefill}-{d.size}px-{args.bank}-seed{seed}.npz"
+    if not path.is_file():
+        report = build_bank(photos / "train", path, d.size, args.bank, d.mask_preset, prefill, seed, workers=2)
+        print(f"bank {path.name}: {report['samples']} samples in {report['seconds']:.0f} s")
+    return [f"data.train={path}"]
 
 
 def timing(run_dir: Path) -> dict:
@@ -191,6 +208,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--ae-steps", type=int, help="override the stage-1 steps of recipe-autoencoder")
     p.add_argument("--steps", type=int, help="override the stage-2 steps of the preset")
+    p.add_argument("--bank", type=int, default=3000,
+                   help="samples drawn once for a texture prefill (data/bank.py; default 3000, 0: none)")  # fmt: skip
     p.add_argument("--heldout", nargs="*", default=list(WALLPAPERS), help="extra held-out photo folders")
     p.add_argument("--crops", type=int, default=4, help="crops per held-out photo (default 4)")
     p.add_argument("--size", type=int, default=256)
