@@ -154,7 +154,7 @@ def train_recipe(args, photos: Path) -> dict[str, Path]:
         return final
 
     ae_sets = [f"trainer.max_steps={args.ae_steps}"] if args.ae_steps else []
-    autoencoder = run("autoencoder", "recipe-autoencoder", ae_sets)
+    autoencoder = args.autoencoder or run("autoencoder", "recipe-autoencoder", ae_sets)
     runs = {}
     for seed in args.seeds:
         sets = [f"autoencoder={autoencoder}", f"seed={seed}"] + (
@@ -176,7 +176,9 @@ def bank_for(args, photos: Path, cfg, seed: int) -> list[str]:
         return []
     path = args.out / f"bank-{prefill}-{d.size}px-{args.bank}-seed{seed}.npz"
     if not path.is_file():
-        report = build_bank(photos / "train", path, d.size, args.bank, d.mask_preset, prefill, seed, workers=2)
+        report = build_bank(
+            photos / "train", path, d.size, args.bank, d.mask_preset, prefill, seed, workers=2
+        )
         print(f"bank {path.name}: {report['samples']} samples in {report['seconds']:.0f} s")
     return [f"data.train={path}"]
 
@@ -208,6 +210,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--ae-steps", type=int, help="override the stage-1 steps of recipe-autoencoder")
     p.add_argument("--steps", type=int, help="override the stage-2 steps of the preset")
+    p.add_argument("--autoencoder", type=Path, help="a finished stage-1 checkpoint: stage 1 is not trained")
     p.add_argument("--bank", type=int, default=3000,
                    help="samples drawn once for a texture prefill (data/bank.py; default 3000, 0: none)")  # fmt: skip
     p.add_argument("--heldout", nargs="*", default=list(WALLPAPERS), help="extra held-out photo folders")
@@ -246,7 +249,7 @@ def main() -> int:
     paths = heldout_photos([photos / "heldout", *map(Path, args.heldout)])
     names, images, masks = heldout_crops(paths, args.size, args.crops, seed=0)
     print(f"held-out: {len(images)} crops of {len(paths)} photos, mean mask area {masks.mean():.3f}")
-    stage1 = args.out / "autoencoder" / "checkpoints" / "last.ckpt"
+    stage1 = args.autoencoder or args.out / "autoencoder" / "checkpoints" / "last.ckpt"
     stage1_psnr = autoencoder_psnr(stage1, images) if stage1.is_file() else None
     if stage1_psnr is not None:
         print(f"stage 1 held-out reconstruction PSNR: {stage1_psnr:.2f} dB")

@@ -29,6 +29,7 @@ from latentpaint.models.attention import ATTENTIONS
 from latentpaint.models.network import MASK_MODES, OUTPUTS, PREFILLS, ModelSpec
 from latentpaint.models.refiner_init import REFINER_INITS
 from latentpaint.models.registry import list_generators
+from latentpaint.training.optim import SCHEDULES, OptimiserSettings
 from latentpaint.training.value_types import (
     Devices,
     Fraction,
@@ -45,7 +46,6 @@ from latentpaint.training.value_types import (
     key,
     rule,
 )
-from latentpaint.training.optim import SCHEDULES, OptimiserSettings
 
 
 # -- the keys ------------------------------------------------------------------------------------------
