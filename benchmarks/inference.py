@@ -3,6 +3,12 @@
     python benchmarks/inference.py --arch big-lama --sizes 256,512,1024
     python benchmarks/inference.py --arch big-lama --sizes 512 --compile --json
     python benchmarks/inference.py --device cuda --sizes 512,1024 --dtypes fp32,bf16 --out infer.json
+    python benchmarks/inference.py --default-model default --sizes 256,512,1024 --out default.json
+
+`--default-model PATH` (a release folder, or `default` for the shipped one) times, on a photo with a LaMa
+thick mask, the whole `Inpainter(PATH, optimize=True)` call (host prefill, upload, network, composite),
+its prefill alone, big-lama's optimised forward pass (random weights: the cost is the same) and every
+classical fill of `latentpaint predict --method` (`--classical`), interleaved, medians over `--reps`.
 
 Eager = `network(image, mask)` under `torch.no_grad()`, BatchNorm in eval mode, as LaMa runs it (an
 untrained network, its BatchNorm statistics measured on two batches so its output is not saturated).
@@ -23,8 +29,10 @@ import contextlib
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--skip", default="", help="variants to leave out, comma-separated (e.g. bn-folded,eager-bf16)"
     )
+    p.add_argument(
+        "--default-model", help="compare this release (or `default`) with big-lama and classical fills"
+    )
+    p.add_argument("--classical", default="all", help="with --default-model: classical fills (default all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--out", help="also write the JSON to this file (rewritten after each size)")
     return p.parse_args(argv)
@@ -108,8 +120,89 @@ def calibrate_batchnorm(network: torch.nn.Module, device: torch.device) -> None:
     network.eval()
 
 
+def photo(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A built-in photo cropped to size x size and a seeded LaMa thick mask of that size."""
+    import cv2
+
+    from latentpaint.data.images import builtin_photos
+    from latentpaint.masks import get_mask_generator
+
+    image = builtin_photos()[0][1]
+    scale = size / min(image.shape[:2])
+    image = cv2.resize(
+        image, (max(size, round(image.shape[1] * scale)), max(size, round(image.shape[0] * scale)))
+    )
+    mask = get_mask_generator("thick_256" if size <= 256 else "thick_512", size)(
+        size, size, np.random.default_rng(0)
+    )
+    return np.ascontiguousarray(image[:size, :size]), mask
+
+
+def forward(network, x, m, device) -> None:
+    with torch.inference_mode():
+        network(x, m)
+        sync(device)
+
+
+def compare_default(args) -> dict:
+    """The default model end to end beside big-lama's optimised forward pass and the classical fills."""
+    from latentpaint.inference.classical import CLASSICAL_METHODS, classical_fill
+    from latentpaint.inference.inpainter import Inpainter
+    from latentpaint.models.apply import host_prefill_of
+    from latentpaint.models.prefill import host_prefill
+
+    device = torch.device(args.device)
+    model = Inpainter.from_pretrained(args.default_model, device=str(device), optimize=True)
+    kind = host_prefill_of(model.network)
+    lama = optimize_for_inference(InpaintingNetwork("big-lama", "alpha").to(device).eval())
+    methods = list(CLASSICAL_METHODS) if args.classical == "all" else args.classical.split(",")
+    results: dict = {"machine": machine(), "device": str(device), "model": args.default_model,
+                     "prefill": kind, "sizes": {}}  # fmt: skip
+    for size in [int(s) for s in args.sizes.split(",")]:
+        image, mask = photo(size)
+        x, m = inputs(size, device)
+        x, m = (
+            x.contiguous(memory_format=torch.channels_last),
+            m.contiguous(memory_format=torch.channels_last),
+        )
+
+        calls = {
+            "default model": partial(model, image, mask),
+            "big-lama optimized forward": partial(forward, lama, x, m, device),
+        }
+        if kind is not None:
+            calls[f"its {kind} prefill alone"] = partial(host_prefill, kind, image, mask)
+        for name in methods:
+            calls[name] = partial(classical_fill, image, mask, name)
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for call in calls.values():
+            call()  # warm-up
+        for _ in range(args.reps):
+            for name, call in calls.items():
+                t0 = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - t0)
+        lama_s = median(times["big-lama optimized forward"])
+        results["sizes"][str(size)] = {
+            "mask_area": float(mask.mean()),
+            "seconds": {name: median(t) for name, t in times.items()},
+            "vs_big_lama": {name: median(t) / lama_s for name, t in times.items()},
+        }
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=2))
+    m = results["machine"]
+    print(f"default model ({kind} prefill) on {device}: {m['cpu']}, {m['cores']} cores, torch {m['torch']}")
+    print(f"{'size':>6} {'what':<30} {'s/image':>9} {'x big-lama':>11}")
+    for size, row in results["sizes"].items():
+        for name, seconds in row["seconds"].items():
+            print(f"{size:>6} {name:<30} {seconds:>9.3f} {row['vs_big_lama'][name]:>10.2f}x")
+    return results
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.default_model:
+        return compare_default(args)
     device = torch.device(args.device)
     torch.manual_seed(0)
     network = InpaintingNetwork(args.arch, args.mask_mode).to(device)

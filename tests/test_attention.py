@@ -162,3 +162,45 @@ def test_an_attention_model_with_a_pyramid_prefill_exports_to_onnx(tmp_path):
     with torch.no_grad():
         expected = net.inpaint(image, mask).numpy()
     assert np.abs(got - expected).max() <= 1e-4
+
+
+# -- inference: the Python API, the optimised path, HD crops, refinement ----------------------------------
+def _photo_like(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = np.arange(w)[None, :, None]
+    image = (128 + 90 * np.sin(x / 2.0) + rng.normal(0, 8, (h, w, 3))).clip(0, 255).astype(np.uint8)
+    mask = np.zeros((h, w), np.float32)
+    mask[h // 4 : h // 2, w // 3 : w // 2] = 1
+    return image, mask
+
+
+def test_an_fsr_attention_model_predicts_with_and_without_optimisation_and_in_hd_crops():
+    from latentpaint.inference.hd import inpaint_hd
+    from latentpaint.inference.inpainter import Inpainter
+
+    net = attention_network(prefill="fsr")
+    image, mask = _photo_like(60, 84)  # not a multiple of 4: padding, then the copy on the padded grid
+    plain = Inpainter(net)(image, mask)
+    fast = Inpainter(net, optimize=True)(image, mask)
+    known = mask == 0
+    assert np.array_equal(plain[known], image[known]) and np.array_equal(fast[known], image[known])
+    assert np.abs(plain.astype(int) - fast.astype(int)).max() <= 2  # BN folding and channels-last
+    big, big_mask = _photo_like(300, 420)
+    sizes = []
+    model = Inpainter(net)
+
+    def recorded(image, mask):
+        sizes.append(image.shape[:2])
+        return model(image, mask)
+
+    out = inpaint_hd(recorded, big, big_mask, "crop", crop_margin=16, crop_trigger_size=200)
+    assert sizes and all(s[0] < 300 and s[1] < 420 for s in sizes)  # it ran on crops
+    assert out.shape == big.shape and np.array_equal(out[big_mask == 0], big[big_mask == 0])
+
+
+def test_refinement_of_an_attention_model_is_one_line():
+    from latentpaint.inference.refine import refine_inpaint
+
+    image, mask = striped()
+    with pytest.raises(LatentpaintError, match="without --refine"):
+        refine_inpaint(attention_network(), image, mask)
