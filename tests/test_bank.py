@@ -103,3 +103,12 @@ def test_cli_data_bank_writes_once_and_needs_overwrite(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv[:-1], str(tmp_path / "b.bin")]) == 2
     assert ".npz" in capsys.readouterr().err
+
+
+def test_cli_data_bank_never_replaces_what_is_not_a_regular_file(tmp_path, capsys):
+    argv = ["data", "bank", "--prefill", "telea", "--size", "32", "--count", "2", "--workers", "0"]
+    (tmp_path / "folder.npz").mkdir()
+    assert main([*argv, "--out", str(tmp_path / "folder.npz"), "--overwrite"]) == 2
+    assert "folder" in capsys.readouterr().err
+    assert main([*argv, "--images", str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--images" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from latentpaint.errors import LatentpaintError
+from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.files import atomic_write
 from latentpaint.models.prefill import HOST_PREFILLS
 
@@ -43,7 +43,7 @@ def build_bank(
 
     if prefill not in HOST_PREFILLS:
         raise LatentpaintError(
-            f"--prefill {repr(prefill)} is not a host prefill; choose one of {', '.join(HOST_PREFILLS)}"
+            f"--prefill {quoted(prefill)} is not a host prefill; choose one of {', '.join(HOST_PREFILLS)}"
         )
     dataset = TrainingDataset(source, size, mask_preset, seed, length=count, prefill=prefill, uint8=True)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
@@ -70,7 +70,7 @@ def build_bank(
 
 def read_bank(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """The arrays and facts of a bank file, checked: one `LatentpaintError` naming the file otherwise."""
-    where = f"data.train {repr(str(path))}"
+    where = f"data.train {quoted(path)}"
     if not Path(path).is_file():
         raise LatentpaintError(f"{where} is not a bank file (latentpaint data bank writes one)")
     try:
@@ -106,7 +106,7 @@ class PrefillBank(Dataset):
                     name
                 ]
                 raise LatentpaintError(
-                    f"data.train {repr(str(path))} was drawn with {name} {facts[name]!r}, but {key} is "
+                    f"data.train {quoted(path)} was drawn with {name} {facts[name]!r}, but {key} is "
                     f"{value!r}; draw a bank for this run with latentpaint data bank"
                 )
         self.images, self.masks, self.prefills = (torch.from_numpy(arrays[name]) for name in ARRAYS)

@@ -72,12 +72,14 @@ def register_bank(what) -> None:
 
 def run_bank(args: argparse.Namespace) -> int:
     from latentpaint.data.bank import BANK_SUFFIX, build_bank, is_bank
-    from latentpaint.files import check_outputs
+    from latentpaint.files import check_input_folder, check_outputs
 
     if not is_bank(args.out):
         raise LatentpaintError(
-            f"--out {str(args.out)!r} must end in {BANK_SUFFIX} (data.train reads it by that)"
+            f"--out {quoted(args.out)} must end in {BANK_SUFFIX} (data.train reads it by that)"
         )
+    if args.images != "builtin":
+        check_input_folder(args.images, "--images", "a folder of training images or builtin")
     check_outputs([args.out], [] if args.images == "builtin" else [args.images], args.overwrite)
     report = build_bank(args.images, args.out, args.size, args.count, args.mask_preset, args.prefill,
                         args.seed, args.workers)  # fmt: skip

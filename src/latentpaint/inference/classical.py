@@ -12,7 +12,6 @@ given seed). A backend that is not installed is a one-line error naming the pack
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -23,15 +22,18 @@ import numpy as np
 from latentpaint.data.images import check_same_size
 from latentpaint.errors import LatentpaintError, quoted
 from latentpaint.models.prefill import TELEA_RADIUS
+from latentpaint.models.texture_fill import (
+    CONTRIB,
+    PATCHMATCH,
+    MissingBackend,
+    fsr_fill,
+    patchmatch,
+    patchmatch_fill,
+    shiftmap_fill,
+    xphoto,
+)
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
-CONTRIB = "opencv-contrib-python-headless"  # the OpenCV wheel with cv2.xphoto (Makefile, README)
-HEADLESS = "opencv-python-headless"  # the one albumentations requires; it writes the same cv2/ folder
-PATCHMATCH = "patchmatch-cython"
-
-
-class MissingBackend(LatentpaintError):
-    """A classical method whose library is not installed; the message names the package."""
 
 
 def opencv_inpaint(
@@ -60,58 +62,7 @@ def _inputs(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.ascontiguousarray(image), np.asarray(mask, dtype=np.float32) > 0.5
 
 
-# -- the backends: imported when first used, so a missing one fails with the package to install ------------
-def _xphoto():
-    xphoto = getattr(cv2, "xphoto", None)
-    if xphoto is None:
-        try:  # the same version as the installed OpenCV wheel, which wrote the cv2/ folder first
-            pin = f"=={importlib.metadata.version(HEADLESS)}"
-        except importlib.metadata.PackageNotFoundError:
-            pin = ""
-        raise MissingBackend(
-            f"this OpenCV has no contrib module xphoto (shift-map, FSR): pip install --no-deps "
-            f"--force-reinstall {CONTRIB}{pin} (what make install does)"
-        )
-    return xphoto
-
-
-def _patchmatch():
-    try:
-        from patchmatch_cython import inpaint_pyramid
-    except ImportError:
-        raise MissingBackend(f"PatchMatch needs the package {PATCHMATCH}: pip install {PATCHMATCH}") from None
-    return inpaint_pyramid
-
-
-def _shiftmap(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-    """xphoto's shift-map on CIELab (what it is designed for: intensity first, then colour), back to RGB."""
-    xphoto = _xphoto()
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab)
-    out = np.zeros_like(lab)
-    xphoto.inpaint(lab, (~hole).astype(np.uint8) * 255, out, xphoto.INPAINT_SHIFTMAP)  # mask: known pixels
-    return cv2.cvtColor(out, cv2.COLOR_Lab2RGB)
-
-
-def _fsr(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-    """xphoto's frequency-selective reconstruction, fast setting; it reads 3 channels as BGR."""
-    xphoto = _xphoto()
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    out = np.zeros_like(bgr)
-    xphoto.inpaint(bgr, (~hole).astype(np.uint8) * 255, out, xphoto.INPAINT_FSR_FAST)
-    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
-
-
-def _patchmatch_fill(image: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-    """patchmatch-cython's coarse-to-fine PatchMatch (5 px patches), seeded."""
-    inpaint_pyramid = _patchmatch()
-    if min(image.shape[:2]) < 5:
-        raise LatentpaintError(
-            f"patchmatch needs an image of at least 5x5 pixels (its patch size), got {image.shape[1]}x{image.shape[0]}"
-        )
-    try:
-        return inpaint_pyramid(image, hole, seed=seed)
-    except ValueError as exc:
-        raise LatentpaintError(f"patchmatch: {str(exc).strip().splitlines()[0]}") from None
+# -- the texture fills and their backends live in models/texture_fill.py (they are also host prefills) -------
 
 
 def _opencv(image: np.ndarray, hole: np.ndarray, seed: int, method: str) -> np.ndarray:
@@ -131,11 +82,11 @@ class ClassicalMethod:
 CLASSICAL_METHODS: dict[str, ClassicalMethod] = {
     "opencv-telea": ClassicalMethod("OpenCV Telea", partial(_opencv, method="telea"), None, False),
     "opencv-ns": ClassicalMethod("OpenCV Navier-Stokes", partial(_opencv, method="ns"), None, False),
-    "opencv-shiftmap": ClassicalMethod("OpenCV shift-map", _shiftmap, CONTRIB, True),
-    "opencv-fsr": ClassicalMethod("OpenCV FSR fast", _fsr, CONTRIB, True),
-    "patchmatch": ClassicalMethod("PatchMatch", _patchmatch_fill, PATCHMATCH, True),
+    "opencv-shiftmap": ClassicalMethod("OpenCV shift-map", shiftmap_fill, CONTRIB, True),
+    "opencv-fsr": ClassicalMethod("OpenCV FSR fast", fsr_fill, CONTRIB, True),
+    "patchmatch": ClassicalMethod("PatchMatch", patchmatch_fill, PATCHMATCH, True),
 }
-_BACKENDS = {CONTRIB: _xphoto, PATCHMATCH: _patchmatch}
+_BACKENDS = {CONTRIB: xphoto, PATCHMATCH: patchmatch}
 
 
 def classical_method(name: str) -> ClassicalMethod:
