@@ -1,7 +1,8 @@
 """`latentpaint demo`: the whole method on the built-in photos, on a CPU, in a few minutes.
 
 Pre-trains the autoencoder and trains the refiner (frozen E/D + mask control, RECIPE below) with the
-CPU recipe's presets (`recipe-autoencoder`, `recipe`) at a demo budget, inpaints held-back crops and
+CPU recipe's presets (`recipe-autoencoder`, `recipe-texture`, its FSR prefill drawn once into a bank) at a
+demo budget, inpaints held-back crops and
 writes pictures, loss curves and a summary with honest numbers: every classical fill of
 inference/classical.py (OpenCV Telea and Navier-Stokes, the texture fills shift-map, FSR and PatchMatch;
 together about a second on the two crops) and the shipped default model (the same recipe at its full
@@ -23,8 +24,12 @@ from latentpaint.data.heldout import HELD_OUT, prepare_data
 from latentpaint.files import atomic_write_bytes, check_output_folder
 from latentpaint.options import integer, side
 
-# what the `recipe` preset's stage 2 is (configs/recipe.yaml), for the progress line and the summary
-RECIPE = "frozen E/D, mask control, Telea prefill, output = prefill + decoded refiner change, pixel L1"
+# what the stage-2 preset is (configs/recipe-texture.yaml), for the progress line and the summary
+PRESET = "recipe-texture"
+RECIPE = (
+    "frozen E/D, mask control, FSR prefill, latent contextual attention pastes hole cells from the known "
+    "cells the refiner matches; retrieval loss in latent space"
+)
 
 
 def register(subparsers) -> None:
@@ -34,7 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
     p.add_argument("--size", type=side, default=128, help="training crop size (default 128)")
     p.add_argument("--autoencoder-steps", type=integer(1), default=400, help="stage-1 steps (default 400)")
-    p.add_argument("--steps", type=integer(1), default=800, help="stage-2 recipe steps (default 800)")
+    p.add_argument("--steps", type=integer(1), default=300, help="stage-2 steps (default 300)")
+    p.add_argument("--bank", type=integer(1, 100_000), default=400, help="prefilled samples drawn once (400)")
     p.add_argument("--batch-size", type=integer(1, 4096), default=8)
     p.add_argument("--num-workers", type=integer(0, 256), default=1)
     p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
@@ -42,6 +48,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latentpaint.data.bank import build_bank
     from latentpaint.data.images import save_image
     from latentpaint.inference.checkpoints import load_training_network, save_release
     from latentpaint.inference.classical import CLASSICAL_METHODS, classical_fill
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         [*ae_sets, "trainer.log_every_n_steps=5", f"trainer.max_steps={args.autoencoder_steps}"],
     )
     lc_cfg = load_preset(
-        "recipe",
+        PRESET,
         [
             *common,
             f"trainer.max_steps={args.steps}",
@@ -81,15 +88,22 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ae_ckpt = train(ae_cfg, out / "runs" / "autoencoder")
     t1 = time.perf_counter()
-    print(f"[2/3] stage 2: recipe, {args.steps} steps ({RECIPE})")
-    lc_cfg = lc_cfg.updated({"autoencoder": str(ae_ckpt)})
-    lc_ckpt = train(lc_cfg, out / "runs" / "recipe")
+    d = lc_cfg.data
+    print(
+        f"[2/3] stage 2: {PRESET}, {args.bank} {lc_cfg.model.prefill} prefills drawn once, {args.steps} steps ({RECIPE})"
+    )
+    bank = out / "bank.npz"
+    build_bank(
+        train_dir, bank, d.size, args.bank, d.mask_preset, lc_cfg.model.prefill, args.seed, args.num_workers
+    )
+    lc_cfg = lc_cfg.updated({"autoencoder": str(ae_ckpt), "data": {"train": str(bank)}})
+    lc_ckpt = train(lc_cfg, out / "runs" / PRESET)
     t2 = time.perf_counter()
 
     classical = available_classical()
     print(f"[3/3] inpainting {len(held_out)} held-back crops, beside {', '.join(classical)}")
     network = load_training_network(lc_ckpt)
-    save_release(network, out / "model", preset="recipe", source=str(lc_ckpt))
+    save_release(network, out / "model", preset=PRESET, source=str(lc_ckpt))
     inpainter = Inpainter(network)
     shipped = shipped_inpainter()
     this_run = f"this run ({args.steps} steps)"
@@ -120,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
     plot_loss_curves(
         {
             "stage 1 MSE": read_metric(out / "runs" / "autoencoder" / "logs" / "metrics.csv", "train/mse"),
-            "stage 2 L1": read_metric(out / "runs" / "recipe" / "logs" / "metrics.csv", "train/l1"),
+            "stage 2 retrieval CE": read_metric(
+                out / "runs" / PRESET / "logs" / "metrics.csv", "train/attention"
+            ),
         },
         out / "loss_curves.png",
     )
@@ -213,7 +229,8 @@ def write_summary(out: Path, args: argparse.Namespace, scores: dict, times: dict
         f"torch {torch.__version__}. Crops {args.size} px, batch {args.batch_size}, seed {args.seed}.",
         "",
         f"- stage 1 (recipe-autoencoder, {args.autoencoder_steps} steps): {times['autoencoder_s']:.0f} s",
-        f"- stage 2 (recipe: {RECIPE}, {args.steps} steps): {times['recipe_s']:.0f} s",
+        f"- stage 2 ({PRESET}: {RECIPE}; {args.bank} prefills drawn once, {args.steps} steps): "
+        f"{times['recipe_s']:.0f} s",
         "",
         f"Held-out crops ({', '.join(HELD_OUT)}; thick_256 masks scaled to {args.size} px), whole-image scores:",
         "",
