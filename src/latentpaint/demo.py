@@ -40,9 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=side, default=128, help="training crop size (default 128)")
     p.add_argument("--autoencoder-steps", type=integer(1), default=400, help="stage-1 steps (default 400)")
     p.add_argument("--steps", type=integer(1), default=300, help="stage-2 steps (default 300)")
-    p.add_argument("--bank", type=integer(1, 100_000), default=400, help="prefilled samples drawn once (400)")
+    p.add_argument("--bank", type=integer(1, 100_000), default=200, help="prefilled samples drawn once (200)")
     p.add_argument("--batch-size", type=integer(1, 4096), default=8)
-    p.add_argument("--num-workers", type=integer(0, 256), default=1)
+    p.add_argument("--num-workers", type=integer(0, 256), default=2)
     p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
     p.set_defaults(func=run)
 
