@@ -207,16 +207,16 @@ def shipped_heldout_verdict() -> list[str]:
         return []
     if not heldout:
         return []
-    worse = worse_metrics(heldout["model"], heldout["opencv_telea"])
+    classical = heldout.get("classical") or {"OpenCV Telea": heldout["opencv_telea"]}  # older releases
     where = f"on {heldout['crops']} held-out crops (docs/quality.md) the shipped default model is"
-    if worse:
-        better = [m for m in ("SSIM", "PSNR", "FID") if m not in worse]
-        also = f"; better on {', '.join(better)}" if better else ""
-        return [
-            "",
-            f"Two crops are not a benchmark: {where} **worse than OpenCV Telea** ({', '.join(worse)}){also}.",
-        ]
-    return ["", f"Two crops are not a benchmark: {where} better than OpenCV Telea (SSIM, PSNR, FID)."]
+    lost = {name: w for name, scores in classical.items() if (w := worse_metrics(heldout["model"], scores))}
+    if lost:
+        worse = "; ".join(f"{name} ({', '.join(w)})" for name, w in lost.items())
+        return ["", f"Two crops are not a benchmark: {where} **worse than** {worse}."]
+    return [
+        "",
+        f"Two crops are not a benchmark: {where} better than {', '.join(classical)} (SSIM, PSNR, FID).",
+    ]
 
 
 def write_summary(out: Path, args: argparse.Namespace, scores: dict, times: dict, learned: list[str]) -> None:
